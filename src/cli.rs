@@ -1,0 +1,301 @@
+//! The command line, as clap derive types: global flags, connection flag groups and one args
+//! struct per subcommand. Only parsing lives here; no IO, no defaults of config-backed values
+//! (those are merged in `config.rs` so `cdcctl config` can tell where each value came from).
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::FlagValue;
+
+const ABOUT: &str =
+    "Operate change data capture pipelines: PostgreSQL -> Debezium -> Kafka -> warehouse";
+
+const LONG_ABOUT: &str = "\
+Operate change data capture pipelines: PostgreSQL -> Debezium -> Kafka -> warehouse.
+
+cdcctl prepares a Postgres source for logical replication, applies Debezium connectors through
+Kafka Connect, reads the change topics, and keeps DuckDB (embedded, the default) or Snowflake
+tables equal to the source. With no configuration it talks to the local stack that
+`scripts/stack.sh up` starts; `cdcctl config` shows every setting and where it came from.";
+
+/// Shown after the options of `cdcctl --help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+    0  success, or everything checked is healthy
+    1  the operation failed, a check is unhealthy, or a comparison differs
+    2  usage or configuration error (nothing was changed)
+    3  a required service (Postgres, Kafka, Connect, Snowflake) is unreachable
+  130  interrupted by Ctrl-C";
+
+/// The whole command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cdcctl",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXIT_CODES_HELP,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Flags accepted by every subcommand.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The subcommand to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Profile of cdcctl.toml to use (`[profiles.NAME]`)
+    ///
+    /// Without it: `CDCCTL_PROFILE`, then the file's `default_profile`, then `default`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Configuration file to read instead of the searched ones
+    ///
+    /// Without it: `CDCCTL_CONFIG`, then `./cdcctl.toml`, then `cdcctl/cdcctl.toml` in the user
+    /// configuration directory (`~/.config` on Linux).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Output format: tables for people, or JSON for scripts
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Log more to stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print only data and errors: no progress, no warnings
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Never use colour (also when `NO_COLOR` is set)
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    /// Answer yes to every confirmation prompt
+    ///
+    /// Prompts never appear when stdin is not a terminal: without `--yes` a command that needs
+    /// an answer then exits 2 naming the flag to pass.
+    #[arg(short, long, global = true)]
+    pub yes: bool,
+}
+
+/// Output formats of `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable tables and messages
+    Text,
+    /// Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show every effective setting and where it came from (secrets as ****)
+    Config(ConfigArgs),
+    /// Print a shell completion script to stdout
+    ///
+    /// Example: `cdcctl completions bash > ~/.local/share/bash-completion/completions/cdcctl`.
+    Completions(CompletionsArgs),
+}
+
+/// Arguments of `cdcctl config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Postgres connection.
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+    /// Kafka connection.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Kafka Connect connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Snowflake connection.
+    #[command(flatten)]
+    pub snowflake: SnowflakeArgs,
+    /// DuckDB file.
+    #[command(flatten)]
+    pub duckdb: DuckdbArgs,
+}
+
+impl ConfigArgs {
+    /// The config-backed flags that were given, highest layer of the merge.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        let mut v = self.postgres.flag_values();
+        v.extend(self.kafka.flag_values());
+        v.extend(self.connect.flag_values());
+        v.extend(self.snowflake.flag_values());
+        v.extend(self.duckdb.flag_values());
+        v
+    }
+}
+
+/// Arguments of `cdcctl completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+fn flag(key: &'static str, flag: &'static str, value: &Option<String>) -> Option<FlagValue> {
+    value.as_ref().map(|v| FlagValue {
+        key,
+        value: v.clone(),
+        flag,
+    })
+}
+
+/// Postgres connection flags.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Postgres")]
+pub struct PostgresArgs {
+    /// Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`
+    #[arg(long, value_name = "URL")]
+    pub postgres_url: Option<String>,
+}
+
+impl PostgresArgs {
+    /// The flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        flag("postgres.url", "--postgres-url", &self.postgres_url)
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Kafka connection flags.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Kafka")]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`
+    #[arg(long, value_name = "LIST")]
+    pub brokers: Option<String>,
+    /// Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`
+    #[arg(long, value_name = "PREFIX")]
+    pub topic_prefix: Option<String>,
+}
+
+impl KafkaArgs {
+    /// The flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        [
+            flag("kafka.brokers", "--brokers", &self.brokers),
+            flag("kafka.topic_prefix", "--topic-prefix", &self.topic_prefix),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// Kafka Connect flags.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Kafka Connect")]
+pub struct ConnectArgs {
+    /// Kafka Connect REST URL
+    #[arg(long, value_name = "URL")]
+    pub connect_url: Option<String>,
+}
+
+impl ConnectArgs {
+    /// The flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        flag("connect.url", "--connect-url", &self.connect_url)
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Snowflake connection flags.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Snowflake")]
+pub struct SnowflakeArgs {
+    /// Snowflake account identifier (`orgname-account`)
+    #[arg(long, value_name = "ACCOUNT")]
+    pub snowflake_account: Option<String>,
+    /// Snowflake endpoint URL, overriding the one derived from the account
+    #[arg(long, value_name = "URL")]
+    pub snowflake_url: Option<String>,
+}
+
+impl SnowflakeArgs {
+    /// The flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        [
+            flag(
+                "snowflake.account",
+                "--snowflake-account",
+                &self.snowflake_account,
+            ),
+            flag("snowflake.url", "--snowflake-url", &self.snowflake_url),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// DuckDB flags.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "DuckDB")]
+pub struct DuckdbArgs {
+    /// DuckDB database file
+    #[arg(long, value_name = "PATH")]
+    pub duckdb_path: Option<String>,
+}
+
+impl DuckdbArgs {
+    /// The flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        flag("duckdb.path", "--duckdb-path", &self.duckdb_path)
+            .into_iter()
+            .collect()
+    }
+}
+
+/// The clap command, for completions and man pages.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn output_has_short_alias_and_flags_reach_config() {
+        let cli =
+            Cli::try_parse_from(["cdcctl", "-o", "json", "config", "--brokers", "b:1"]).unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        let Command::Config(args) = cli.command else {
+            panic!("expected config")
+        };
+        let flags = args.flag_values();
+        assert_eq!(flags.len(), 1);
+        assert_eq!(
+            (flags[0].key, flags[0].flag),
+            ("kafka.brokers", "--brokers")
+        );
+    }
+
+    #[test]
+    fn quiet_and_verbose_conflict() {
+        assert!(Cli::try_parse_from(["cdcctl", "-q", "-v", "config"]).is_err());
+    }
+}

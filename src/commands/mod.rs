@@ -1,0 +1,5 @@
+//! One module per subcommand. Each exposes `run(args, &Config, &Output) -> Result<Outcome>`: it
+//! builds clients from the config, calls the core, and hands a report to the output handle.
+
+pub mod completions;
+pub mod config;

@@ -1424,7 +1424,7 @@ mod tests {
         )
         .unwrap_err();
         match err {
-            CliError::ConfigFile { line, column, .. } => assert_eq!((line, column), (3, 9)),
+            CliError::ConfigFile { line, column, .. } => assert_eq!((line, column), (3, 5)),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -37,7 +37,10 @@ pub fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let mut main = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut main)?;
     pages.push(("cdcctl.1".to_string(), main));
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let name = format!("cdcctl-{}", sub.get_name());
         let mut page = Vec::new();
         clap_mangen::Man::new(sub.clone().name(name.clone())).render(&mut page)?;

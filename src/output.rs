@@ -84,6 +84,16 @@ impl Output {
         table
     }
 
+    /// Renders a table as text, without the padding comfy-table leaves at line ends.
+    pub fn render_table(&self, table: &Table) -> String {
+        let mut text = String::new();
+        for line in table.lines() {
+            text.push_str(line.trim_end());
+            text.push('\n');
+        }
+        text
+    }
+
     /// Prints a report: `text` renders it for people, `--output json` serialises it.
     pub fn report<T: Serialize>(
         &self,

@@ -45,7 +45,7 @@ pub fn run(config: &Config, out: &Output) -> Result<Outcome> {
                 s.origin.as_str(),
             ]);
         }
-        writeln!(w, "{table}")
+        write!(w, "{}", out.render_table(&table))
     })
     .context("cannot write the configuration")?;
     Ok(Outcome::Ok)

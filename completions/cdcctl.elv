@@ -1,0 +1,94 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[cdcctl] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'cdcctl'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'cdcctl'= {
+            cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
+            cand --config 'Configuration file to read instead of the searched ones'
+            cand -o 'Output format: tables for people, or JSON for scripts'
+            cand --output 'Output format: tables for people, or JSON for scripts'
+            cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand -q 'Print only data and errors: no progress, no warnings'
+            cand --quiet 'Print only data and errors: no progress, no warnings'
+            cand --no-color 'Never use colour (also when `NO_COLOR` is set)'
+            cand -y 'Answer yes to every confirmation prompt'
+            cand --yes 'Answer yes to every confirmation prompt'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand config 'Show every effective setting and where it came from (secrets as ****)'
+            cand completions 'Print a shell completion script to stdout'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cdcctl;config'= {
+            cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
+            cand --brokers 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`'
+            cand --topic-prefix 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`'
+            cand --connect-url 'Kafka Connect REST URL'
+            cand --snowflake-account 'Snowflake account identifier (`orgname-account`)'
+            cand --snowflake-url 'Snowflake endpoint URL, overriding the one derived from the account'
+            cand --duckdb-path 'DuckDB database file'
+            cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
+            cand --config 'Configuration file to read instead of the searched ones'
+            cand -o 'Output format: tables for people, or JSON for scripts'
+            cand --output 'Output format: tables for people, or JSON for scripts'
+            cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand -q 'Print only data and errors: no progress, no warnings'
+            cand --quiet 'Print only data and errors: no progress, no warnings'
+            cand --no-color 'Never use colour (also when `NO_COLOR` is set)'
+            cand -y 'Answer yes to every confirmation prompt'
+            cand --yes 'Answer yes to every confirmation prompt'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cdcctl;completions'= {
+            cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
+            cand --config 'Configuration file to read instead of the searched ones'
+            cand -o 'Output format: tables for people, or JSON for scripts'
+            cand --output 'Output format: tables for people, or JSON for scripts'
+            cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand -q 'Print only data and errors: no progress, no warnings'
+            cand --quiet 'Print only data and errors: no progress, no warnings'
+            cand --no-color 'Never use colour (also when `NO_COLOR` is set)'
+            cand -y 'Answer yes to every confirmation prompt'
+            cand --yes 'Answer yes to every confirmation prompt'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cdcctl;help'= {
+            cand config 'Show every effective setting and where it came from (secrets as ****)'
+            cand completions 'Print a shell completion script to stdout'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cdcctl;help;config'= {
+        }
+        &'cdcctl;help;completions'= {
+        }
+        &'cdcctl;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,69 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_cdcctl_global_optspecs
+    string join \n profile= config= o/output= v/verbose q/quiet no-color y/yes h/help V/version
+end
+
+function __fish_cdcctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_cdcctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_cdcctl_using_subcommand
+    set -l cmd (__fish_cdcctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l snowflake-account -d 'Snowflake account identifier (`orgname-account`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l snowflake-url -d 'Snowflake endpoint URL, overriding the one derived from the account' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l duckdb-path -d 'DuckDB database file' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

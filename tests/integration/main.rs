@@ -1,0 +1,11 @@
+//! The one integration test binary (rdkafka and the other heavy crates link once). Modules by
+//! subcommand or area; `support` holds the stack helper and per-test isolation.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod broker;
+mod cli;
+mod config;
+mod generated;
+mod harness;

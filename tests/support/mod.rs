@@ -1,0 +1,298 @@
+//! Test support: run the real `cdcctl` binary with a clean environment, and give each
+//! integration test the local stack (started or reused through `scripts/stack.sh up`) plus its own
+//! isolated resources — database, topic prefix, connector and slot names, DuckDB file, fakesnow
+//! database — named after the test, so tests run in parallel and re-run without cleanup.
+//!
+//! Endpoints come from the same `CDCCTL_*` variables and defaults the CLI uses
+//! (`cdcctl::config`), so no port number appears in a test.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cdcctl::config::{Config, LoadRequest, env};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch directory for one test, removed on drop.
+pub struct TestDir {
+    dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    /// A fresh directory whose name starts with the test's name.
+    pub fn new(name: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("cdcctl-{name}-"))
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("create test dir");
+        TestDir { dir }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file in the directory and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, text).expect("write test file");
+        path
+    }
+
+    /// `cdcctl` run in this directory with every cdcctl variable removed, and `HOME` and
+    /// `XDG_CONFIG_HOME` pointing here so no user configuration leaks in.
+    pub fn cdcctl(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("cdcctl").expect("cdcctl binary");
+        for var in env::ALL {
+            cmd.env_remove(var);
+        }
+        cmd.current_dir(self.path())
+            .env("HOME", self.path())
+            .env("XDG_CONFIG_HOME", self.path().join(".config"))
+            .env_remove("COLUMNS")
+            .env("NO_COLOR", "1");
+        cmd
+    }
+}
+
+/// Endpoints of the local stack, resolved like the CLI resolves them (defaults < `CDCCTL_*`
+/// environment), ignoring any configuration file.
+pub fn stack_config() -> Config {
+    let lookup = |name: &str| {
+        if name == env::CDCCTL_CONFIG || name == env::CDCCTL_PROFILE {
+            None
+        } else {
+            std::env::var(name).ok()
+        }
+    };
+    Config::load(&LoadRequest {
+        config_path: None,
+        profile: None,
+        flags: Vec::new(),
+        env: &lookup,
+        cwd: PathBuf::from("/nonexistent-cdcctl-test-cwd"),
+        user_config_dir: None,
+    })
+    .expect("stack configuration from the environment")
+}
+
+fn host_port(url: &str) -> String {
+    let u = url::Url::parse(url).expect("endpoint URL");
+    format!(
+        "{}:{}",
+        u.host_str().expect("host"),
+        u.port_or_known_default().expect("port")
+    )
+}
+
+fn answers(addr: &str) -> bool {
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
+}
+
+/// The local stack, checked (and started when needed) once per test process.
+pub struct Stack {
+    /// Effective endpoints.
+    pub config: Config,
+}
+
+impl Stack {
+    /// Returns the running stack, starting it with `scripts/stack.sh up` if any part is down.
+    /// Several test processes may call this at once; a file lock makes them take turns.
+    pub fn get() -> &'static Stack {
+        static STACK: OnceLock<Stack> = OnceLock::new();
+        STACK.get_or_init(|| {
+            let config = stack_config();
+            let endpoints = [
+                format!("{}:{}", config.postgres.host, config.postgres.port),
+                config.kafka.brokers.split(',').next().unwrap().to_string(),
+                host_port(&config.connect.url),
+                host_port(&config.snowflake.url),
+            ];
+            if !endpoints.iter().all(|e| answers(e)) {
+                let lock_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stack-up.lock");
+                let lock = File::create(&lock_path).expect("create stack lock");
+                lock.lock().expect("lock stack");
+                if !endpoints.iter().all(|e| answers(e)) {
+                    let status = StdCommand::new("bash")
+                        .arg(repo_root().join("scripts/stack.sh"))
+                        .arg("up")
+                        .status()
+                        .expect("run scripts/stack.sh up");
+                    assert!(status.success(), "scripts/stack.sh up failed: {status}");
+                }
+                drop(lock);
+            }
+            Stack { config }
+        })
+    }
+
+    /// A Postgres connection string for `database` on the stack.
+    pub fn postgres_url(&self, database: &str) -> String {
+        let pg = &self.config.postgres;
+        format!(
+            "postgres://{}:{}@{}:{}/{}",
+            pg.user,
+            pg.password.as_ref().map_or("", |p| p.expose()),
+            pg.host,
+            pg.port,
+            database
+        )
+    }
+}
+
+/// A short id unique to this test run, so Kafka names never collide with an earlier run.
+fn run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", std::process::id(), nanos % 0xffff_ffff)
+}
+
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    s.chars().take(30).collect()
+}
+
+/// Isolated resources of one integration test on the shared stack.
+pub struct TestContext {
+    /// The stack.
+    pub stack: &'static Stack,
+    /// Scratch directory (DuckDB file, config files).
+    pub dir: TestDir,
+    /// This test's own Postgres database, created empty (dropped and re-created on re-runs).
+    pub database: String,
+    /// Debezium topic prefix unique to this run.
+    pub topic_prefix: String,
+    /// Connector name unique to this run.
+    pub connector: String,
+    /// Replication slot name unique to this run (dropped on drop if it exists).
+    pub slot: String,
+    /// DuckDB file inside `dir`.
+    pub duckdb_path: PathBuf,
+    /// fakesnow database name unique to this run.
+    pub snowflake_database: String,
+    /// Kafka consumer group unique to this run.
+    pub group: String,
+}
+
+impl TestContext {
+    /// Ensures the stack and creates this test's database.
+    pub async fn new(name: &str) -> TestContext {
+        let stack = Stack::get();
+        let base = sanitize(name);
+        let id = run_id();
+        let database = format!("cdcctl_t_{base}");
+        let admin = connect(&stack.postgres_url(&stack.config.postgres.database)).await;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE); CREATE DATABASE \"{database}\""
+            ))
+            .await
+            .expect("create test database");
+        let dir = TestDir::new(name);
+        let duckdb_path = dir.path().join("warehouse.duckdb");
+        TestContext {
+            stack,
+            dir,
+            database,
+            topic_prefix: format!("t_{base}_{id}"),
+            connector: format!("t-{}-{id}", base.replace('_', "-")),
+            slot: format!("t_{base}_{id}"),
+            duckdb_path,
+            snowflake_database: format!("T_{}_{}", base.to_uppercase(), id.to_uppercase()),
+            group: format!("t-{base}-{id}"),
+        }
+    }
+
+    /// A client connected to this test's database.
+    pub async fn pg(&self) -> tokio_postgres::Client {
+        connect(&self.stack.postgres_url(&self.database)).await
+    }
+
+    /// `cdcctl` pointed at this test's resources through the same variables users set.
+    pub fn cdcctl(&self) -> assert_cmd::Command {
+        let c = &self.stack.config;
+        let mut cmd = self.dir.cdcctl();
+        cmd.env(
+            env::CDCCTL_POSTGRES_URL,
+            self.stack.postgres_url(&self.database),
+        )
+        .env(env::CDCCTL_KAFKA_BROKERS, &c.kafka.brokers)
+        .env(env::CDCCTL_KAFKA_TOPIC_PREFIX, &self.topic_prefix)
+        .env(env::CDCCTL_CONNECT_URL, &c.connect.url)
+        .env(env::CDCCTL_SNOWFLAKE_URL, &c.snowflake.url)
+        .env(env::CDCCTL_SNOWFLAKE_DATABASE, &self.snowflake_database)
+        .env(env::CDCCTL_DUCKDB_PATH, &self.duckdb_path)
+        .env(env::CDCCTL_LOAD_GROUP, &self.group);
+        cmd
+    }
+
+    /// An rdkafka client configuration for the stack's brokers.
+    pub fn kafka_config(&self) -> rdkafka::ClientConfig {
+        let mut cfg = rdkafka::ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.stack.config.kafka.brokers);
+        cfg
+    }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        // Runs outside any async runtime: a plain thread with its own runtime.
+        let admin_url = self
+            .stack
+            .postgres_url(&self.stack.config.postgres.database);
+        let database = self.database.clone();
+        let slot = self.slot.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let admin = connect(&admin_url).await;
+                let _ = admin
+                    .execute(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                         WHERE slot_name = $1 AND NOT active",
+                        &[&slot],
+                    )
+                    .await;
+                let _ = admin
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+                    ))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Connects to Postgres and drives the connection on the current runtime.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to Postgres: {e}"));
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The demo: install what is missing, start (or reuse) the local stack, build cdcctl and show what
+# it sees. Later issues extend this until it runs the whole pipeline into DuckDB.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cdcctl/target}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "starting the local stack (scripts/stack.sh up)"
+scripts/stack.sh up
+eval "$(scripts/stack.sh env)"
+
+step "building cdcctl"
+cargo build --locked --bin cdcctl
+cdcctl() { "$CARGO_TARGET_DIR/debug/cdcctl" "$@"; }
+
+step "scripts/stack.sh status"
+scripts/stack.sh status
+
+step "cdcctl config (every setting and where it came from)"
+cdcctl config
+
+printf '\nThe stack keeps running; stop it with scripts/stack.sh down.\n'

@@ -201,12 +201,16 @@ impl TestContext {
         let id = run_id();
         let database = format!("cdcctl_t_{base}");
         let admin = connect(&stack.postgres_url(&stack.config.postgres.database)).await;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE); CREATE DATABASE \"{database}\""
-            ))
-            .await
-            .expect("create test database");
+        // Two statements: DROP/CREATE DATABASE cannot share a (implicit) transaction.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"),
+            format!("CREATE DATABASE \"{database}\""),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .await
+                .expect("create test database");
+        }
         let dir = TestDir::new(name);
         let duckdb_path = dir.path().join("warehouse.duckdb");
         TestContext {

@@ -217,6 +217,27 @@ fn wait_or_kill(child: &mut KillOnDrop, timeout: Duration, what: &str) -> std::p
     }
 }
 
+/// Starts a kcat consumer with piped output: (process, its stdout, its drained stderr).
+fn spawn_consumer(
+    args: &[&str],
+) -> (
+    KillOnDrop,
+    std::process::ChildStdout,
+    thread::JoinHandle<Vec<u8>>,
+) {
+    let mut consumer = KillOnDrop(
+        kcat(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn kcat {}: {e}", args.join(" "))),
+    );
+    let stdout = consumer.0.stdout.take().unwrap();
+    let stderr = drain(consumer.0.stderr.take().unwrap());
+    (consumer, stdout, stderr)
+}
+
 const BACKLOG_MESSAGES: usize = 70_000;
 const MESSAGE_BYTES: usize = 3_200; // payload, without the newline delimiter
 
@@ -269,26 +290,17 @@ fn backlog_over_200mb_is_consumed_by_kcat_with_defaults() {
 
     // Consume everything with default client settings.
     let started = Instant::now();
-    let mut consumer = KillOnDrop(
-        kcat(&[
-            "-b",
-            &broker.addr,
-            "-C",
-            "-t",
-            topic,
-            "-e",
-            "-o",
-            "beginning",
-            "-q",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kcat -C"),
-    );
-    let stdout = consumer.0.stdout.take().unwrap();
-    let consumer_err = drain(consumer.0.stderr.take().unwrap());
+    let (mut consumer, stdout, consumer_err) = spawn_consumer(&[
+        "-b",
+        &broker.addr,
+        "-C",
+        "-t",
+        topic,
+        "-e",
+        "-o",
+        "beginning",
+        "-q",
+    ]);
     // Count messages and bytes while streaming: never hold 200 MB in memory.
     let counter = thread::spawn(move || {
         let mut r = BufReader::with_capacity(1 << 20, stdout);
@@ -347,27 +359,18 @@ fn idle_consumer_does_not_spin() {
     let topic = "idle";
 
     // A caught-up consumer on an empty topic (auto-created by its metadata request).
-    let mut consumer = KillOnDrop(
-        kcat(&[
-            "-b",
-            &broker.addr,
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "end",
-            "-u",
-            "-X",
-            "allow.auto.create.topics=true",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kcat -C -o end"),
-    );
-    let stdout = consumer.0.stdout.take().unwrap();
-    let stderr = drain(consumer.0.stderr.take().unwrap());
+    let (mut consumer, stdout, stderr) = spawn_consumer(&[
+        "-b",
+        &broker.addr,
+        "-C",
+        "-t",
+        topic,
+        "-o",
+        "end",
+        "-u",
+        "-X",
+        "allow.auto.create.topics=true",
+    ]);
     let (tx, lines) = mpsc::channel::<String>();
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {

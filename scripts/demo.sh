@@ -10,7 +10,10 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "starting the local stack (scripts/stack.sh up)"
 scripts/stack.sh up
-eval "$(scripts/stack.sh env)"
+# cdcctl's defaults are the stack on its default ports; only point it elsewhere when they moved.
+if env | grep -q '^CDCCTL_STACK_[A-Z]*_PORT='; then
+  eval "$(scripts/stack.sh env)"
+fi
 
 step "building cdcctl"
 cargo build --locked --bin cdcctl

@@ -33,9 +33,37 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
+            cand setup-source 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
             cand config 'Show every effective setting and where it came from (secrets as ****)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cdcctl;setup-source'= {
+            cand --tables 'Tables to capture, comma separated: `users,commerce.products,"My Table"`'
+            cand --schemas 'Capture every table of these schemas, comma separated'
+            cand --publication 'Publication to create or extend'
+            cand --slot 'Logical replication slot (pgoutput) to create; none unless given'
+            cand --replica-identity 'Set the replica identity of every chosen table (unchanged unless given)'
+            cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
+            cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
+            cand --config 'Configuration file to read instead of the searched ones'
+            cand -o 'Output format: tables for people, or JSON for scripts'
+            cand --output 'Output format: tables for people, or JSON for scripts'
+            cand --demo 'Create the demo schema (the seed pipelines'' four tables) and use its tables'
+            cand --apply-system 'Also run `ALTER SYSTEM` for wal_level, max_replication_slots and max_wal_senders'
+            cand --dry-run 'Print the SQL that would run, and change nothing'
+            cand --teardown 'Drop the slot (`--slot`) and the publication instead, reporting the WAL the slot retained'
+            cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand -q 'Print only data and errors: no progress, no warnings'
+            cand --quiet 'Print only data and errors: no progress, no warnings'
+            cand --no-color 'Never use colour (also when `NO_COLOR` is set)'
+            cand -y 'Answer yes to every confirmation prompt'
+            cand --yes 'Answer yes to every confirmation prompt'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
         }
         &'cdcctl;config'= {
             cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
@@ -79,9 +107,12 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --version 'Print version'
         }
         &'cdcctl;help'= {
+            cand setup-source 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
             cand config 'Show every effective setting and where it came from (secrets as ****)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cdcctl;help;setup-source'= {
         }
         &'cdcctl;help;config'= {
         }

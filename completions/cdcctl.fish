@@ -34,9 +34,31 @@ complete -c cdcctl -n "__fish_cdcctl_needs_command" -l no-color -d 'Never use co
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -s y -l yes -d 'Answer yes to every confirmation prompt'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l tables -d 'Tables to capture, comma separated: `users,commerce.products,"My Table"`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l schemas -d 'Capture every table of these schemas, comma separated' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l publication -d 'Publication to create or extend' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l slot -d 'Logical replication slot (pgoutput) to create; none unless given' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l replica-identity -d 'Set the replica identity of every chosen table (unchanged unless given)' -r -f -a "full\t'Old values of every column in update/delete events'
+default\t'Old values of the primary key only'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l demo -d 'Create the demo schema (the seed pipelines\' four tables) and use its tables'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l apply-system -d 'Also run `ALTER SYSTEM` for wal_level, max_replication_slots and max_wal_senders'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l dry-run -d 'Print the SQL that would run, and change nothing'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l teardown -d 'Drop the slot (`--slot`) and the publication instead, reporting the WAL the slot retained'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand setup-source" -s V -l version -d 'Print version'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
@@ -64,6 +86,7 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -l no-color -
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s y -l yes -d 'Answer yes to every confirmation prompt'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source config completions help" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

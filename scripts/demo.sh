@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: install what is missing, start (or reuse) the local stack, build cdcctl and show what
-# it sees. Later issues extend this until it runs the whole pipeline into DuckDB.
+# it sees, prepare the source and fill it with data. Later issues extend this until it runs the
+# whole pipeline into DuckDB.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,5 +25,8 @@ scripts/stack.sh status
 
 step "cdcctl config (every setting and where it came from)"
 cdcctl config
+
+step "cdcctl setup-source --demo (checks, demo tables, publication)"
+cdcctl setup-source --demo --replica-identity full
 
 printf '\nThe stack keeps running; stop it with scripts/stack.sh down.\n'

@@ -100,12 +100,81 @@ pub enum OutputFormat {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot
+    ///
+    /// Runs the checks first and reports each as a row (ok/warn/fail with a fix), then the
+    /// idempotent actions: demo schema (`--demo`), replica identity, publication (created or
+    /// extended; nothing is dropped silently) and replication slot. A re-run reports `unchanged`.
+    /// `--dry-run` prints the SQL without running it; `--teardown` drops the slot and publication.
+    SetupSource(SetupSourceArgs),
     /// Show every effective setting and where it came from (secrets as ****)
     Config(ConfigArgs),
     /// Print a shell completion script to stdout
     ///
     /// Example: `cdcctl completions bash > ~/.local/share/bash-completion/completions/cdcctl`.
     Completions(CompletionsArgs),
+}
+
+/// Arguments of `cdcctl setup-source`.
+#[derive(Debug, Args)]
+pub struct SetupSourceArgs {
+    /// Create the demo schema (the seed pipelines' four tables) and use its tables
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Tables to capture, comma separated: `users,commerce.products,"My Table"`
+    ///
+    /// Unqualified names are in `public`. Unquoted names match exactly, else in lower case;
+    /// double-quoted names match exactly. On a terminal, without `--tables`, `--schemas` or
+    /// `--demo`, cdcctl offers a list to choose from.
+    #[arg(long, value_name = "LIST")]
+    pub tables: Option<String>,
+
+    /// Capture every table of these schemas, comma separated
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub schemas: Vec<String>,
+
+    /// Publication to create or extend
+    #[arg(long, value_name = "NAME", default_value = "cdcctl_publication")]
+    pub publication: String,
+
+    /// Logical replication slot (pgoutput) to create; none unless given
+    #[arg(long, value_name = "NAME")]
+    pub slot: Option<String>,
+
+    /// Set the replica identity of every chosen table (unchanged unless given)
+    ///
+    /// `full` makes update and delete events carry the whole old row (and TOASTed values);
+    /// `default` sends only the primary key.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub replica_identity: Option<ReplicaIdentity>,
+
+    /// Also run `ALTER SYSTEM` for wal_level, max_replication_slots and max_wal_senders
+    ///
+    /// Needs a superuser; Postgres must then be restarted, which cdcctl says and never does.
+    #[arg(long)]
+    pub apply_system: bool,
+
+    /// Print the SQL that would run, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Drop the slot (`--slot`) and the publication instead, reporting the WAL the slot retained
+    #[arg(long, conflicts_with_all = ["demo", "replica_identity", "apply_system"])]
+    pub teardown: bool,
+
+    /// Postgres connection (last: its help heading applies to what follows).
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+}
+
+/// `--replica-identity` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplicaIdentity {
+    /// Old values of every column in update/delete events
+    Full,
+    /// Old values of the primary key only
+    Default,
 }
 
 /// Arguments of `cdcctl config`.

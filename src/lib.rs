@@ -5,8 +5,10 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod clients;
 pub mod commands;
 pub mod config;
+pub mod demo;
 pub mod docs;
 pub mod error;
 pub mod output;

@@ -65,6 +65,10 @@ fn main() -> ExitCode {
 async fn run(cli: &Cli, out: &Output) -> Result<Outcome> {
     match &cli.command {
         Command::Completions(args) => commands::completions::run(args, out),
+        Command::SetupSource(args) => {
+            let config = load_config(&cli.global, args.postgres.flag_values())?;
+            commands::setup_source::run(args, &config, out).await
+        }
         Command::Config(args) => {
             let config = load_config(&cli.global, args.flag_values())?;
             commands::config::run(&config, out)

@@ -9,3 +9,4 @@ mod cli;
 mod config;
 mod generated;
 mod harness;
+mod setup_source;

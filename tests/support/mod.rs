@@ -300,3 +300,127 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     });
     client
 }
+
+/// A throwaway PostgreSQL 15 cluster of one test (own data dir and port, trust auth, superuser
+/// `postgres`), for what the shared stack must not be used for: other server settings,
+/// `ALTER SYSTEM`, restarts. Stopped by its postmaster PID on drop.
+pub struct PrivateCluster {
+    dir: PathBuf,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+}
+
+const PGBIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl PrivateCluster {
+    /// initdb + start with the given `-c name=value` settings.
+    pub fn start(name: &str, settings: &[&str]) -> PrivateCluster {
+        // The postgres OS user must reach the data dir: a fresh dir under /tmp, not $HOME.
+        let dir = std::env::temp_dir().join(format!("cdcctl-pg-{}-{}", sanitize(name), run_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("data");
+        run_as_postgres(
+            &dir,
+            &[
+                &format!("{PGBIN}/initdb"),
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
+            dir.display()
+        );
+        for s in settings {
+            let (k, v) = s.split_once('=').expect("name=value");
+            conf.push_str(&format!("{k} = '{v}'\n"));
+        }
+        let conf_path = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path).unwrap();
+        text.push_str(&conf);
+        std::fs::write(&conf_path, text).unwrap();
+        let cluster = PrivateCluster { dir, port };
+        cluster.pg_ctl("start");
+        cluster
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("postgres.log");
+        run_as_postgres(
+            &self.dir,
+            &[
+                &format!("{PGBIN}/pg_ctl"),
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "30",
+                "-m",
+                "fast",
+                action,
+            ],
+        );
+    }
+
+    /// Restarts the cluster (so `ALTER SYSTEM` settings apply).
+    pub fn restart(&self) {
+        self.pg_ctl("restart");
+    }
+
+    /// Superuser URL of database `postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        if let Some(pid) = self.postmaster_pid() {
+            // SIGINT = fast shutdown; wait for the postmaster to go away.
+            let _ = StdCommand::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status();
+            for _ in 0..100 {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs a command as the `postgres` OS user (initdb refuses root), owning `dir`.
+fn run_as_postgres(dir: &Path, argv: &[&str]) {
+    let _ = StdCommand::new("chown")
+        .args(["-R", "postgres:postgres", dir.to_str().unwrap()])
+        .status();
+    let status = StdCommand::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .args(argv)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("runuser");
+    assert!(status.success(), "{argv:?} failed: {status}");
+}

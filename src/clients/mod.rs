@@ -1,0 +1,4 @@
+//! Clients of the services cdcctl talks to. They know nothing of the command line: they take
+//! resolved configuration, return typed errors, and leave printing to the commands.
+
+pub mod postgres;

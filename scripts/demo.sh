@@ -29,4 +29,8 @@ cdcctl config
 step "cdcctl setup-source --demo (checks, demo tables, publication)"
 cdcctl setup-source --demo --replica-identity full
 
+step "cdcctl generate-data (bulk load, then a stream of inserts, updates and deletes)"
+cdcctl generate-data --rows 10000 --seed 42
+cdcctl generate-data --events 2000 --tx-size 10 --rate 1000
+
 printf '\nThe stack keeps running; stop it with scripts/stack.sh down.\n'

@@ -107,6 +107,8 @@ pub enum Command {
     /// extended; nothing is dropped silently) and replication slot. A re-run reports `unchanged`.
     /// `--dry-run` prints the SQL without running it; `--teardown` drops the slot and publication.
     SetupSource(SetupSourceArgs),
+    /// Fill Postgres with realistic rows and drive a stream of changes
+    GenerateData(GenerateDataArgs),
     /// Show every effective setting and where it came from (secrets as ****)
     Config(ConfigArgs),
     /// Print a shell completion script to stdout
@@ -176,6 +178,94 @@ pub enum ReplicaIdentity {
     /// Old values of the primary key only
     Default,
 }
+
+/// Arguments of `cdcctl generate-data`.
+#[derive(Debug, Args)]
+#[command(
+    group(clap::ArgGroup::new("work").args(["rows", "events", "duration"]).required(true).multiple(true)),
+    after_long_help = GENERATE_DATA_HELP
+)]
+pub struct GenerateDataArgs {
+    /// Tables to fill instead of the demo tables: `users,shop.orders` (repeatable)
+    ///
+    /// Any table with a primary key. Values follow each column's type (numeric precision and
+    /// scale, varchar length, enums, arrays, json/jsonb, uuid, dates and timestamps); columns
+    /// named like name, email, address, amount, status, tags... get realistic values; foreign
+    /// keys get keys of existing parent rows; identity and serial columns outside the key,
+    /// generated columns and unsupported types with a default are left to Postgres. Unqualified
+    /// names are in `public`; unquoted names match exactly, else in lower case.
+    #[arg(long, value_name = "LIST")]
+    pub table: Vec<String>,
+
+    /// Bulk-load N rows into each table with COPY, parents before children
+    ///
+    /// N rows per table: `--rows 1000` on the four demo tables inserts 4,000 rows. Rows stream
+    /// over one connection per CPU (at most 4), committed every 50,000 rows per connection.
+    #[arg(long, value_name = "N")]
+    pub rows: Option<u64>,
+
+    /// Then make N changes (inserts, updates, deletes as `--mix` says)
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    pub events: Option<u64>,
+
+    /// Make changes for this long instead of a count: `30s`, `5m`, `1h`
+    #[arg(long, value_name = "DURATION", value_parser = crate::datagen::parse_run_duration)]
+    pub duration: Option<std::time::Duration>,
+
+    /// Changes per second; 0 makes them as fast as possible
+    #[arg(long, value_name = "R", default_value = "0", value_parser = crate::datagen::parse_rate)]
+    pub rate: f64,
+
+    /// Relative weights of inserts, updates and deletes among the changes
+    ///
+    /// Weights need not add up to 100; a left-out operation weighs 0. Inserts go to a random
+    /// table. Updates set new values in a random subset of a random row's columns (never key,
+    /// unique or foreign key columns; `updated_at`-like columns always). Deletes remove a random
+    /// row after the rows that reference it, in the same transaction. An update or delete with
+    /// no row to act on becomes an insert.
+    #[arg(
+        long,
+        value_name = "MIX",
+        default_value = "insert=70,update=20,delete=10"
+    )]
+    pub mix: crate::datagen::mix::Mix,
+
+    /// Changes per transaction
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub tx_size: u32,
+
+    /// Seed of the generator: the same seed on the same starting data gives the same rows
+    ///
+    /// Without it the seed is random; the summary shows it, so any run can be replayed.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Put values over 8 KB in one text column per table, so that TOAST is exercised
+    ///
+    /// The column is the table's first unbounded `text` column named like free text (notes,
+    /// description, comment...), else its first `text` column; the summary names it. The values
+    /// are random letters, which barely compress, so Postgres stores them out of line.
+    #[arg(long)]
+    pub large_text: bool,
+
+    /// Postgres connection.
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+}
+
+/// Shown after the options of `cdcctl generate-data --help`.
+const GENERATE_DATA_HELP: &str = "\
+Without `--table` the targets are the demo tables (`cdcctl setup-source --demo` creates them).
+Timestamps fall in 2024-2025 rather than around now, so that a seed always gives the same rows.
+Ctrl-C stops after the current transaction (COPY batches in flight are rolled back) and still
+prints the summary of what was committed.
+
+Examples:
+  cdcctl generate-data --rows 10000 --seed 7
+  cdcctl generate-data --events 5000 --rate 100 --tx-size 5
+  cdcctl generate-data --duration 10m --rate 50 --mix insert=50,update=40,delete=10
+  cdcctl generate-data --table shop.orders --rows 1000 --large-text";
 
 /// Arguments of `cdcctl config`.
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clients;
 pub mod commands;
 pub mod config;
+pub mod datagen;
 pub mod demo;
 pub mod docs;
 pub mod error;

@@ -41,6 +41,9 @@ fn main() -> ExitCode {
     // Race the command against Ctrl-C so prompts and progress bars are dropped (restoring the
     // terminal) before we exit; commands that must finish a batch handle signals themselves.
     let result = runtime.block_on(async {
+        if handles_ctrl_c(&cli.command) {
+            return run(&cli, &out).await;
+        }
         tokio::select! {
             r = run(&cli, &out) => r,
             _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted.into()),
@@ -61,6 +64,12 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Commands that catch Ctrl-C themselves, to stop after their current transaction and still
+/// report what was committed (exit 0), instead of being cut off with exit 130.
+fn handles_ctrl_c(command: &Command) -> bool {
+    matches!(command, Command::GenerateData(_))
+}
+
 /// Dispatches to the subcommand.
 async fn run(cli: &Cli, out: &Output) -> Result<Outcome> {
     match &cli.command {
@@ -68,6 +77,10 @@ async fn run(cli: &Cli, out: &Output) -> Result<Outcome> {
         Command::SetupSource(args) => {
             let config = load_config(&cli.global, args.postgres.flag_values())?;
             commands::setup_source::run(args, &config, out).await
+        }
+        Command::GenerateData(args) => {
+            let config = load_config(&cli.global, args.postgres.flag_values())?;
+            commands::generate_data::run(args, &config, out).await
         }
         Command::Config(args) => {
             let config = load_config(&cli.global, args.flag_values())?;

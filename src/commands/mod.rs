@@ -3,4 +3,5 @@
 
 pub mod completions;
 pub mod config;
+pub mod generate_data;
 pub mod setup_source;

@@ -7,6 +7,7 @@ mod support;
 mod broker;
 mod cli;
 mod config;
+mod generate_data;
 mod generated;
 mod harness;
 mod setup_source;

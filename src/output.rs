@@ -5,7 +5,7 @@
 use std::io::{self, IsTerminal, Write};
 
 use comfy_table::{ContentArrangement, Table, presets};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat};
@@ -148,10 +148,10 @@ impl Output {
             None => ProgressBar::with_draw_target(None, self.progress_target()),
         };
         let style = match len {
-            Some(_) => ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec})"),
-            None => ProgressStyle::with_template("{spinner} {msg} {pos} ({per_sec})"),
+            Some(_) => progress_style("{msg} [{bar:30}] {pos}/{len} ({rate})"),
+            None => progress_style("{spinner} {msg} {pos} ({rate})"),
         };
-        if let Ok(style) = style {
+        if let Some(style) = style {
             bar.set_style(style);
         }
         bar.set_message(message.to_string());
@@ -234,6 +234,22 @@ impl Output {
             text.to_string()
         }
     }
+}
+
+/// A progress style from an indicatif template, plus a `{rate}` key (whole units per second:
+/// indicatif's own `{per_sec}` prints four decimals).
+pub fn progress_style(template: &str) -> Option<ProgressStyle> {
+    let style = ProgressStyle::with_template(template).ok()?;
+    Some(
+        style
+            .with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", state.per_sec());
+                },
+            )
+            .progress_chars("=> "),
+    )
 }
 
 /// An error as printed: `--output json` writes exactly these fields on stderr.

@@ -23,7 +23,7 @@ use anyhow::{Context, Result, anyhow};
 use bytes::Bytes;
 use comfy_table::{Cell, CellAlignment};
 use futures_util::SinkExt;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -1224,8 +1224,8 @@ struct BulkJob {
 }
 
 fn style_bar(bar: &ProgressBar, template: &str) {
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
+    if let Some(style) = crate::output::progress_style(template) {
+        bar.set_style(style);
     }
 }
 
@@ -1249,7 +1249,7 @@ async fn bulk_load(
     let bar = out.progress(Some(total), "bulk load");
     style_bar(
         &bar,
-        "{msg:32} [{bar:30}] {human_pos}/{human_len} rows ({per_sec}, ETA {eta})",
+        "{msg:32} [{bar:30}] {human_pos}/{human_len} rows ({rate}, ETA {eta})",
     );
     // Extra connections, opened once for the whole load.
     let mut clients = Vec::new();
@@ -1552,7 +1552,7 @@ async fn change_stream(
             let bar = out.progress(Some(n), "changes");
             style_bar(
                 &bar,
-                "{msg} [{bar:30}] {human_pos}/{human_len} events ({per_sec}, ETA {eta})",
+                "{msg} [{bar:30}] {human_pos}/{human_len} events ({rate}, ETA {eta})",
             );
             bar
         }
@@ -1560,7 +1560,7 @@ async fn change_stream(
             let bar = out.progress(None, "changes");
             style_bar(
                 &bar,
-                "{spinner} {msg} {human_pos} events ({per_sec}, {elapsed})",
+                "{spinner} {msg} {human_pos} events ({rate}, {elapsed})",
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             bar

@@ -50,6 +50,7 @@ pub struct Cli {
 
 /// Flags accepted by every subcommand.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Profile of cdcctl.toml to use (`[profiles.NAME]`)
     ///

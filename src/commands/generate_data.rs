@@ -441,7 +441,13 @@ async fn read_table(client: &Client, name: &TableName) -> Result<CatalogTable> {
                 .is_some_and(|d| d.starts_with("nextval(")),
         });
     }
-    let index_of = |attnum: i16| attnums.iter().position(|a| *a == attnum);
+    // Column positions (in `columns`) of an `int2[]` of attribute numbers.
+    let positions = |attnums_of: Vec<i16>| -> Vec<usize> {
+        attnums_of
+            .into_iter()
+            .filter_map(|attnum| attnums.iter().position(|a| *a == attnum))
+            .collect()
+    };
 
     let mut primary_key = Vec::new();
     let mut unique = Vec::new();
@@ -455,11 +461,7 @@ async fn read_table(client: &Client, name: &TableName) -> Result<CatalogTable> {
         .await
         .with_context(ctx)?
     {
-        let cols: Vec<usize> = r
-            .get::<_, Vec<i16>>(1)
-            .into_iter()
-            .filter_map(index_of)
-            .collect();
+        let cols = positions(r.get(1));
         if r.get(0) {
             primary_key = cols;
         } else {
@@ -483,11 +485,7 @@ async fn read_table(client: &Client, name: &TableName) -> Result<CatalogTable> {
         .await
         .with_context(ctx)?
     {
-        let cols: Vec<usize> = r
-            .get::<_, Vec<i16>>(0)
-            .into_iter()
-            .filter_map(index_of)
-            .collect();
+        let cols = positions(r.get(0));
         match cols.as_slice() {
             [column] => foreign_keys.push(CatalogForeignKey {
                 column: *column,

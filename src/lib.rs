@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cdc;
 pub mod cli;
 pub mod clients;
 pub mod commands;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo: install what is missing, start (or reuse) the local stack, build cdcctl and show what
-# it sees, prepare the source and fill it with data. Later issues extend this until it runs the
-# whole pipeline into DuckDB.
+# it sees, prepare the source, apply the Debezium connector and fill the source with data. Later
+# issues extend this until it runs the whole pipeline into DuckDB.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -29,8 +29,16 @@ cdcctl config
 step "cdcctl setup-source --demo (checks, demo tables, publication)"
 cdcctl setup-source --demo --replica-identity full
 
+step "cdcctl create-connector (Debezium on Kafka Connect, reusing the publication; waits for RUNNING)"
+# Idempotent: a re-run reports `unchanged`; --yes applies a changed config without a prompt.
+cdcctl create-connector --tables users,credit_card_transactions,commerce.users,commerce.products \
+  --wait --yes
+
 step "cdcctl generate-data (bulk load, then a stream of inserts, updates and deletes)"
 cdcctl generate-data --rows 10000 --seed 42
 cdcctl generate-data --events 2000 --tx-size 10 --rate 1000
+
+step "cdcctl connector status (the connector streams those changes to Kafka)"
+cdcctl connector status
 
 printf '\nThe stack keeps running; stop it with scripts/stack.sh down.\n'

@@ -62,6 +62,8 @@ pub mod env {
     pub const CDCCTL_CONNECT_USER: &str = "CDCCTL_CONNECT_USER";
     /// Kafka Connect basic-auth password.
     pub const CDCCTL_CONNECT_PASSWORD: &str = "CDCCTL_CONNECT_PASSWORD";
+    /// Name of the Debezium connector `create-connector` applies and manages.
+    pub const CDCCTL_CONNECT_CONNECTOR: &str = "CDCCTL_CONNECT_CONNECTOR";
     /// Snowflake account identifier (`orgname-account` or `locator.region`).
     pub const CDCCTL_SNOWFLAKE_ACCOUNT: &str = "CDCCTL_SNOWFLAKE_ACCOUNT";
     /// Snowflake account identifier (Snowflake convention).
@@ -139,6 +141,7 @@ pub mod env {
         CDCCTL_CONNECT_URL,
         CDCCTL_CONNECT_USER,
         CDCCTL_CONNECT_PASSWORD,
+        CDCCTL_CONNECT_CONNECTOR,
         CDCCTL_SNOWFLAKE_ACCOUNT,
         SNOWFLAKE_ACCOUNT,
         CDCCTL_SNOWFLAKE_USER,
@@ -312,6 +315,12 @@ pub const KEYS: &[KeySpec] = &[
         &[env::CDCCTL_CONNECT_USER],
     ),
     secret("connect.password", None, &[env::CDCCTL_CONNECT_PASSWORD]),
+    spec(
+        "connect.connector",
+        Kind::Text,
+        Some("cdcctl"),
+        &[env::CDCCTL_CONNECT_CONNECTOR],
+    ),
     spec(
         "snowflake.account",
         Kind::Text,
@@ -602,6 +611,8 @@ pub struct ConnectConfig {
     pub user: Option<String>,
     /// Basic-auth password.
     pub password: Option<Secret>,
+    /// Name of the Debezium connector `create-connector` applies and manages.
+    pub connector: String,
 }
 
 /// Snowflake settings.
@@ -1211,6 +1222,7 @@ impl Config {
                 url: required("connect.url")?,
                 user: text("connect.user"),
                 password: secret_of("connect.password"),
+                connector: required("connect.connector")?,
             },
             snowflake: SnowflakeConfig {
                 account: snowflake_account,

@@ -1,4 +1,6 @@
 //! Clients of the services cdcctl talks to. They know nothing of the command line: they take
 //! resolved configuration, return typed errors, and leave printing to the commands.
 
+pub mod connect;
+pub mod kafka;
 pub mod postgres;

@@ -15,6 +15,8 @@ use std::process::Command as StdCommand;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cdcctl::clients::connect::{ConnectClient, ConnectorConfig};
+use cdcctl::commands::create_connector::spec::derived_name;
 use cdcctl::config::{Config, LoadRequest, env};
 
 /// The repository root.
@@ -52,7 +54,13 @@ impl TestDir {
     /// `cdcctl` run in this directory with every cdcctl variable removed, and `HOME` and
     /// `XDG_CONFIG_HOME` pointing here so no user configuration leaks in.
     pub fn cdcctl(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("cdcctl").expect("cdcctl binary");
+        assert_cmd::Command::from_std(self.command())
+    }
+
+    /// The same as [`TestDir::cdcctl`] as a plain process, for tests that talk to a running
+    /// child (signals, pipes); assert_cmd only runs to completion.
+    pub fn command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("cdcctl"));
         for var in env::ALL {
             cmd.env_remove(var);
         }
@@ -233,8 +241,13 @@ impl TestContext {
 
     /// `cdcctl` pointed at this test's resources through the same variables users set.
     pub fn cdcctl(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.command())
+    }
+
+    /// The same as [`TestContext::cdcctl`] as a plain process (see [`TestDir::command`]).
+    pub fn command(&self) -> std::process::Command {
         let c = &self.stack.config;
-        let mut cmd = self.dir.cdcctl();
+        let mut cmd = self.dir.command();
         cmd.env(
             env::CDCCTL_POSTGRES_URL,
             self.stack.postgres_url(&self.database),
@@ -255,6 +268,92 @@ impl TestContext {
         cfg.set("bootstrap.servers", &self.stack.config.kafka.brokers);
         cfg
     }
+
+    /// Applies a Debezium connector for this test's database, topic prefix, connector name and
+    /// slot through `cdcctl create-connector --wait`, asserts it is RUNNING, and returns the JSON
+    /// report. Topics are `<topic_prefix>.<schema>.<table>`. Dropping the context deletes the
+    /// connector and drops its slot.
+    pub async fn create_connector(&self, tables: &[&str]) -> serde_json::Value {
+        let mut cmd = self.cdcctl();
+        cmd.args(["-o", "json", "create-connector", "--name", &self.connector])
+            .args(["--slot", &self.slot, "--tables", &tables.join(",")])
+            .args(["--wait", "--timeout", "90s"]);
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .expect("join")
+            .expect("run cdcctl create-connector");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "create-connector failed\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("create-connector JSON report");
+        assert_eq!(report["wait"]["outcome"], "reached", "{report}");
+        report
+    }
+
+    /// The Kafka Connect client of the stack.
+    pub fn connect(&self) -> ConnectClient {
+        ConnectClient::new(&self.stack.config.connect).expect("Kafka Connect client")
+    }
+
+    /// Filters (regex, replacement) for this test's volatile names and the stack's volatile
+    /// values, so snapshots of human output are stable across runs; [`TestContext::redact`]
+    /// applies them in order.
+    pub fn filters(&self) -> Vec<(String, String)> {
+        // Longest first: the derived slot name contains the database name. The slot and the
+        // topic prefix are the same text: a prefix is what a dot follows. The worker id (the
+        // REST URL's `host:port`) keeps its width, so tables stay aligned.
+        let worker = host_port(&self.stack.config.connect.url);
+        let mut f = vec![
+            (
+                regex::escape(&derived_name(&self.connector)),
+                "[derived]".to_string(),
+            ),
+            (regex::escape(&self.connector), "[connector]".to_string()),
+            (
+                format!(r"\b{}\.", regex::escape(&self.topic_prefix)),
+                "[prefix].".to_string(),
+            ),
+            (regex::escape(&self.slot), "[slot]".to_string()),
+            (regex::escape(&self.topic_prefix), "[prefix]".to_string()),
+            (regex::escape(&self.database), "[database]".to_string()),
+            (
+                regex::escape(&worker),
+                format!("{:<width$}", "[worker]", width = worker.len()),
+            ),
+        ];
+        f.extend(
+            [
+                (r"Kafka Connect \d+\.\d+\.\d+", "Kafka Connect [version]"),
+                (
+                    r"PostgresConnector \d+\.\d+\.\d+\.\w+",
+                    "PostgresConnector [version]",
+                ),
+                (r"after \d+\.\d s", "after [secs] s"),
+                (r"lsn [0-9A-F]+/[0-9A-F]+", "lsn [lsn]"),
+                (r"retaining [0-9.]+ [KMGT]?i?B", "retaining [size]"),
+                (r"pid \d+", "pid [pid]"),
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string())),
+        );
+        f
+    }
+
+    /// `text` with [`TestContext::filters`] applied and line ends trimmed, for snapshots.
+    pub fn redact(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for (pattern, replacement) in self.filters() {
+            let re = regex::Regex::new(&pattern).expect("filter regex");
+            text = re.replace_all(&text, replacement.as_str()).into_owned();
+        }
+        text.lines()
+            .map(|l| format!("{}\n", l.trim_end()))
+            .collect()
+    }
 }
 
 impl Drop for TestContext {
@@ -265,6 +364,8 @@ impl Drop for TestContext {
             .postgres_url(&self.stack.config.postgres.database);
         let database = self.database.clone();
         let slot = self.slot.clone();
+        let connect_cfg = self.stack.config.connect.clone();
+        let connector = self.connector.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -272,13 +373,37 @@ impl Drop for TestContext {
                 .expect("runtime");
             rt.block_on(async {
                 let admin = connect(&admin_url).await;
-                let _ = admin
-                    .execute(
-                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-                         WHERE slot_name = $1 AND NOT active",
-                        &[&slot],
-                    )
-                    .await;
+                // A connector this test made (any slot it named too) goes first: its slot stays
+                // active until the worker stops the task, and the database cannot be dropped
+                // while a slot of it exists.
+                let mut slots = vec![slot];
+                if let Some(config) = delete_connector(&connect_cfg, &connector).await {
+                    slots.extend(config.get("slot.name").cloned());
+                }
+                for slot in &slots {
+                    for _ in 0..80 {
+                        let active = admin
+                            .query_opt(
+                                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                                &[slot],
+                            )
+                            .await
+                            .ok()
+                            .flatten()
+                            .is_some_and(|r| r.get::<_, bool>(0));
+                        if !active {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    let _ = admin
+                        .execute(
+                            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                             WHERE slot_name = $1 AND NOT active",
+                            &[slot],
+                        )
+                        .await;
+                }
                 let _ = admin
                     .batch_execute(&format!(
                         "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
@@ -288,6 +413,18 @@ impl Drop for TestContext {
         })
         .join();
     }
+}
+
+/// Deletes the connector if it exists and returns its config.
+async fn delete_connector(
+    cfg: &cdcctl::config::ConnectConfig,
+    name: &str,
+) -> Option<ConnectorConfig> {
+    let client =
+        ConnectClient::with_timeouts(cfg, Duration::from_secs(2), Duration::from_secs(10)).ok()?;
+    let config = client.find_config(name).await.ok()??;
+    let _ = client.delete(name).await;
+    Some(config)
 }
 
 /// Connects to Postgres and drives the connection on the current runtime.

@@ -22,6 +22,12 @@ _cdcctl() {
             cdcctl,config)
                 cmd="cdcctl__subcmd__config"
                 ;;
+            cdcctl,connector)
+                cmd="cdcctl__subcmd__create__subcmd__connector"
+                ;;
+            cdcctl,create-connector)
+                cmd="cdcctl__subcmd__create__subcmd__connector"
+                ;;
             cdcctl,generate-data)
                 cmd="cdcctl__subcmd__generate__subcmd__data"
                 ;;
@@ -31,11 +37,59 @@ _cdcctl() {
             cdcctl,setup-source)
                 cmd="cdcctl__subcmd__setup__subcmd__source"
                 ;;
+            cdcctl,tail)
+                cmd="cdcctl__subcmd__tail"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector,delete)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__delete"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector,help)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__help"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector,list)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__list"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector,pause)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__pause"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector,restart)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__restart"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector,resume)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__resume"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector,status)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__status"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector__subcmd__help,delete)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__delete"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector__subcmd__help,help)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__help"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector__subcmd__help,list)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__list"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector__subcmd__help,pause)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__pause"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector__subcmd__help,restart)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__restart"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector__subcmd__help,resume)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__resume"
+                ;;
+            cdcctl__subcmd__create__subcmd__connector__subcmd__help,status)
+                cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__status"
+                ;;
             cdcctl__subcmd__help,completions)
                 cmd="cdcctl__subcmd__help__subcmd__completions"
                 ;;
             cdcctl__subcmd__help,config)
                 cmd="cdcctl__subcmd__help__subcmd__config"
+                ;;
+            cdcctl__subcmd__help,create-connector)
+                cmd="cdcctl__subcmd__help__subcmd__create__subcmd__connector"
                 ;;
             cdcctl__subcmd__help,generate-data)
                 cmd="cdcctl__subcmd__help__subcmd__generate__subcmd__data"
@@ -46,6 +100,27 @@ _cdcctl() {
             cdcctl__subcmd__help,setup-source)
                 cmd="cdcctl__subcmd__help__subcmd__setup__subcmd__source"
                 ;;
+            cdcctl__subcmd__help,tail)
+                cmd="cdcctl__subcmd__help__subcmd__tail"
+                ;;
+            cdcctl__subcmd__help__subcmd__create__subcmd__connector,delete)
+                cmd="cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__delete"
+                ;;
+            cdcctl__subcmd__help__subcmd__create__subcmd__connector,list)
+                cmd="cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__list"
+                ;;
+            cdcctl__subcmd__help__subcmd__create__subcmd__connector,pause)
+                cmd="cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__pause"
+                ;;
+            cdcctl__subcmd__help__subcmd__create__subcmd__connector,restart)
+                cmd="cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__restart"
+                ;;
+            cdcctl__subcmd__help__subcmd__create__subcmd__connector,resume)
+                cmd="cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__resume"
+                ;;
+            cdcctl__subcmd__help__subcmd__create__subcmd__connector,status)
+                cmd="cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__status"
+                ;;
             *)
                 ;;
         esac
@@ -53,7 +128,7 @@ _cdcctl() {
 
     case "${cmd}" in
         cdcctl)
-            opts="-o -v -q -y -h -V --profile --config --output --verbose --quiet --no-color --yes --help --version setup-source generate-data config completions help"
+            opts="-o -v -q -y -h -V --profile --config --output --verbose --quiet --no-color --yes --help --version setup-source generate-data create-connector connector tail config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -170,6 +245,428 @@ _cdcctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cdcctl__subcmd__create__subcmd__connector)
+            opts="-o -v -q -y -h -V --name --tables --slot --publication --topic-prefix --snapshot-mode --decimal-handling --heartbeat --no-schemas --database-hostname --database-port --set --from-file --dry-run --wait --no-wait --timeout --postgres-url --connect-url --profile --config --output --verbose --quiet --no-color --yes --help --version list status restart pause resume delete help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tables)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --slot)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --publication)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --topic-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --snapshot-mode)
+                    COMPREPLY=($(compgen -W "initial always initial_only no_data when_needed" -- "${cur}"))
+                    return 0
+                    ;;
+                --decimal-handling)
+                    COMPREPLY=($(compgen -W "precise string double" -- "${cur}"))
+                    return 0
+                    ;;
+                --heartbeat)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-hostname)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --postgres-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__delete)
+            opts="-o -v -q -y -h -V --drop-slot --drop-publication --postgres-url --connect-url --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --postgres-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__help)
+            opts="list status restart pause resume delete help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__restart)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__list)
+            opts="-o -v -q -y -h -V --connect-url --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --connect-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__pause)
+            opts="-o -v -q -y -h -V --wait --no-wait --timeout --connect-url --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__restart)
+            opts="-o -v -q -y -h -V --all --wait --no-wait --timeout --connect-url --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__resume)
+            opts="-o -v -q -y -h -V --wait --no-wait --timeout --connect-url --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__create__subcmd__connector__subcmd__status)
+            opts="-o -v -q -y -h -V --connect-url --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --connect-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cdcctl__subcmd__generate__subcmd__data)
             opts="-o -v -q -y -h -V --table --rows --events --duration --rate --mix --tx-size --seed --large-text --postgres-url --profile --config --output --verbose --quiet --no-color --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -237,7 +734,7 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__help)
-            opts="setup-source generate-data config completions help"
+            opts="setup-source generate-data create-connector tail config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -267,6 +764,104 @@ _cdcctl() {
         cdcctl__subcmd__help__subcmd__config)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__help__subcmd__create__subcmd__connector)
+            opts="list status restart pause resume delete"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__restart)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -320,6 +915,20 @@ _cdcctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cdcctl__subcmd__help__subcmd__tail)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cdcctl__subcmd__setup__subcmd__source)
             opts="-o -v -q -y -h -V --demo --tables --schemas --publication --slot --replica-identity --apply-system --dry-run --teardown --postgres-url --profile --config --output --verbose --quiet --no-color --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -348,6 +957,80 @@ _cdcctl() {
                     return 0
                     ;;
                 --postgres-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__tail)
+            opts="-f -e -n -o -v -q -y -h -V --topic --pattern --from --follow --until-end --count --op --key --where --tombstones --format --brokers --topic-prefix --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --topic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pattern)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --op)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --where)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "pretty json raw" -- "${cur}"))
+                    return 0
+                    ;;
+                --brokers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --topic-prefix)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

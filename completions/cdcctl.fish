@@ -36,6 +36,9 @@ complete -c cdcctl -n "__fish_cdcctl_needs_command" -s h -l help -d 'Print help 
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -s V -l version -d 'Print version'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "generate-data" -d 'Fill Postgres with realistic rows and drive a stream of changes'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "create-connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "tail" -d 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -80,6 +83,287 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand generate-data" -l no-color
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand generate-data" -s y -l yes -d 'Answer yes to every confirmation prompt'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand generate-data" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand generate-data" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l name -d 'Connector name [default: `connect.connector`, i.e. `cdcctl`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l tables -d 'Tables to capture, comma separated: `users,commerce.products,"My Table"`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l slot -d 'Replication slot [default: the connector\'s current one, else `cdcctl_<name>`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l publication -d 'Publication [default: the connector\'s current one, else see below]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l topic-prefix -d 'Topic prefix: topics are `<PREFIX>.<schema>.<table>` [default: `kafka.topic_prefix`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l snapshot-mode -d 'What the connector snapshots when it starts [default: initial]' -r -f -a "initial\t'Snapshot the tables once, then stream changes; a restart resumes without a snapshot'
+always\t'Snapshot on every start, then stream changes'
+initial_only\t'Snapshot once, then stop: no streaming'
+no_data\t'No snapshot: stream changes from now on'
+when_needed\t'Snapshot when there are no offsets, or the slot no longer has what they point at'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l decimal-handling -d 'How numeric and decimal columns are encoded [default: precise]' -r -f -a "precise\t'Exact: Connect `Decimal` (base64 unscaled value and scale)'
+string\t'Exact, as a JSON string'
+double\t'A JSON number (a double: may lose precision)'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l heartbeat -d 'Heartbeat interval, so the slot advances while the tables are idle; 0 turns it off [default: 10s]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l database-hostname -d 'Postgres host as the Connect worker reaches it [default: `postgres.host`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l database-port -d 'Postgres port as the Connect worker reaches it [default: `postgres.port`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l set -d 'Set any connector key, overriding everything else: `snapshot.mode=no_data` (repeatable)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l from-file -d 'Start from this connector config: Connect JSON (`{"name", "config"}` or a flat map) or TOML (flat keys, or `name` and a `[config]` table)' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l timeout -d 'Longest wait with `--wait`; exit 1 when it passes' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l no-schemas -d 'Plain JSON messages without the Connect schema (the loader needs the schema)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l dry-run -d 'Validate, print the final config (secrets as ****) and the diff; change nothing'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l wait -d 'Wait until the connector and every task reach the new state (default on a terminal)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l no-wait -d 'Return as soon as the worker accepted the change'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "list" -d 'List the worker\'s connectors: state, tasks, topic prefix, slot and tables'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "status" -d 'Show a connector\'s state and each task\'s; exit 1 unless all are RUNNING'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "restart" -d 'Restart the connector\'s failed tasks (`--all`: the connector and every task)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "pause" -d 'Pause the connector: it stops reading, and its slot retains WAL meanwhile'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "resume" -d 'Resume a paused or stopped connector'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "delete" -d 'Delete the connector; `--drop-slot` also drops its replication slot'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from list" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from list" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from list" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from list" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from status" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from status" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from status" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from status" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from status" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from status" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -l timeout -d 'Longest wait with `--wait`; exit 1 when it passes' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -l all -d 'Restart the connector and every task, not only the failed ones'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -l wait -d 'Wait until the connector and every task reach the new state (default on a terminal)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -l no-wait -d 'Return as soon as the worker accepted the change'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from restart" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -l timeout -d 'Longest wait with `--wait`; exit 1 when it passes' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -l wait -d 'Wait until the connector and every task reach the new state (default on a terminal)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -l no-wait -d 'Return as soon as the worker accepted the change'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from pause" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -l timeout -d 'Longest wait with `--wait`; exit 1 when it passes' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -l wait -d 'Wait until the connector and every task reach the new state (default on a terminal)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -l no-wait -d 'Return as soon as the worker accepted the change'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from resume" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -l drop-slot -d 'Also drop the replication slot (after resetting the offsets and deleting the connector)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -l drop-publication -d 'Also drop the publication, unless another connector on the worker uses it'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the worker\'s connectors: state, tasks, topic prefix, slot and tables'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show a connector\'s state and each task\'s; exit 1 unless all are RUNNING'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from help" -f -a "restart" -d 'Restart the connector\'s failed tasks (`--all`: the connector and every task)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from help" -f -a "pause" -d 'Pause the connector: it stops reading, and its slot retains WAL meanwhile'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from help" -f -a "resume" -d 'Resume a paused or stopped connector'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete the connector; `--drop-slot` also drops its replication slot'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand create-connector; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l name -d 'Connector name [default: `connect.connector`, i.e. `cdcctl`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l tables -d 'Tables to capture, comma separated: `users,commerce.products,"My Table"`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l slot -d 'Replication slot [default: the connector\'s current one, else `cdcctl_<name>`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l publication -d 'Publication [default: the connector\'s current one, else see below]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l topic-prefix -d 'Topic prefix: topics are `<PREFIX>.<schema>.<table>` [default: `kafka.topic_prefix`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l snapshot-mode -d 'What the connector snapshots when it starts [default: initial]' -r -f -a "initial\t'Snapshot the tables once, then stream changes; a restart resumes without a snapshot'
+always\t'Snapshot on every start, then stream changes'
+initial_only\t'Snapshot once, then stop: no streaming'
+no_data\t'No snapshot: stream changes from now on'
+when_needed\t'Snapshot when there are no offsets, or the slot no longer has what they point at'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l decimal-handling -d 'How numeric and decimal columns are encoded [default: precise]' -r -f -a "precise\t'Exact: Connect `Decimal` (base64 unscaled value and scale)'
+string\t'Exact, as a JSON string'
+double\t'A JSON number (a double: may lose precision)'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l heartbeat -d 'Heartbeat interval, so the slot advances while the tables are idle; 0 turns it off [default: 10s]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l database-hostname -d 'Postgres host as the Connect worker reaches it [default: `postgres.host`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l database-port -d 'Postgres port as the Connect worker reaches it [default: `postgres.port`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l set -d 'Set any connector key, overriding everything else: `snapshot.mode=no_data` (repeatable)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l from-file -d 'Start from this connector config: Connect JSON (`{"name", "config"}` or a flat map) or TOML (flat keys, or `name` and a `[config]` table)' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l timeout -d 'Longest wait with `--wait`; exit 1 when it passes' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l no-schemas -d 'Plain JSON messages without the Connect schema (the loader needs the schema)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l dry-run -d 'Validate, print the final config (secrets as ****) and the diff; change nothing'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l wait -d 'Wait until the connector and every task reach the new state (default on a terminal)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l no-wait -d 'Return as soon as the worker accepted the change'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "list" -d 'List the worker\'s connectors: state, tasks, topic prefix, slot and tables'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "status" -d 'Show a connector\'s state and each task\'s; exit 1 unless all are RUNNING'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "restart" -d 'Restart the connector\'s failed tasks (`--all`: the connector and every task)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "pause" -d 'Pause the connector: it stops reading, and its slot retains WAL meanwhile'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "resume" -d 'Resume a paused or stopped connector'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "delete" -d 'Delete the connector; `--drop-slot` also drops its replication slot'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and not __fish_seen_subcommand_from list status restart pause resume delete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from list" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from list" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from list" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from list" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from status" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from status" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from status" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from status" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from status" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from status" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -l timeout -d 'Longest wait with `--wait`; exit 1 when it passes' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -l all -d 'Restart the connector and every task, not only the failed ones'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -l wait -d 'Wait until the connector and every task reach the new state (default on a terminal)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -l no-wait -d 'Return as soon as the worker accepted the change'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from restart" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -l timeout -d 'Longest wait with `--wait`; exit 1 when it passes' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -l wait -d 'Wait until the connector and every task reach the new state (default on a terminal)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -l no-wait -d 'Return as soon as the worker accepted the change'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from pause" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -l timeout -d 'Longest wait with `--wait`; exit 1 when it passes' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -l wait -d 'Wait until the connector and every task reach the new state (default on a terminal)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -l no-wait -d 'Return as soon as the worker accepted the change'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from resume" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -l connect-url -d 'Kafka Connect REST URL' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -l drop-slot -d 'Also drop the replication slot (after resetting the offsets and deleting the connector)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -l drop-publication -d 'Also drop the publication, unless another connector on the worker uses it'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the worker\'s connectors: state, tasks, topic prefix, slot and tables'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show a connector\'s state and each task\'s; exit 1 unless all are RUNNING'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from help" -f -a "restart" -d 'Restart the connector\'s failed tasks (`--all`: the connector and every task)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from help" -f -a "pause" -d 'Pause the connector: it stops reading, and its slot retains WAL meanwhile'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from help" -f -a "resume" -d 'Resume a paused or stopped connector'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete the connector; `--drop-slot` also drops its replication slot'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand connector; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l topic -d 'Read this topic (repeatable)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l pattern -d 'Read every topic whose whole name matches this regular expression' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l from -d 'Where to start: `beginning`, `end`, `offset:N`, `offset:-N` (last N of each partition), `time:RFC3339` or a relative time such as `-5m`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -s n -l count -d 'Stop after printing this many events' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l op -d 'Only these operations, comma separated: c, r, u, d, t, m (or create, read, update, delete, truncate, message)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l key -d 'Only events whose key has this value: `id=42` (repeatable; `42` alone for one-column keys)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l where -d 'Only events whose row has this value: `status=paid` (the after image, or the before image of a delete; repeatable, all must match)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l format -d 'How each event is printed [default: `pretty`, or `json` with `--output json`]' -r -f -a "pretty\t'One line per event: time, op, table, key, changed columns, lag'
+json\t'One decoded JSON object per line (op, table, key, before, after, source, kafka)'
+raw\t'The message value as stored, one per line'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -s f -l follow -d 'Keep reading new changes until interrupted (default on a terminal)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -s e -l until-end -d 'Stop once every partition is read up to where it ended at start (default in a pipe)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l tombstones -d 'Also print tombstones (the null-value message Kafka compaction uses after a delete)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -s V -l version -d 'Print version'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
@@ -107,8 +391,16 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -l no-color -
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s y -l yes -d 'Answer yes to every confirmation prompt'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data config completions help" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data config completions help" -f -a "generate-data" -d 'Fill Postgres with realistic rows and drive a stream of changes'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "generate-data" -d 'Fill Postgres with realistic rows and drive a stream of changes'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "create-connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "tail" -d 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "list" -d 'List the worker\'s connectors: state, tasks, topic prefix, slot and tables'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "status" -d 'Show a connector\'s state and each task\'s; exit 1 unless all are RUNNING'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "restart" -d 'Restart the connector\'s failed tasks (`--all`: the connector and every task)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "pause" -d 'Pause the connector: it stops reading, and its slot retains WAL meanwhile'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "resume" -d 'Resume a paused or stopped connector'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "delete" -d 'Delete the connector; `--drop-slot` also drops its replication slot'

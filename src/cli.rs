@@ -110,6 +110,21 @@ pub enum Command {
     SetupSource(SetupSourceArgs),
     /// Fill Postgres with realistic rows and drive a stream of changes
     GenerateData(GenerateDataArgs),
+    /// Apply and manage Debezium connectors on Kafka Connect
+    ///
+    /// Without a verb: builds the connector config from the profile and flags, validates it on
+    /// the worker (field errors exit 2 and nothing is created), then creates the connector,
+    /// reports `unchanged`, or shows the key-by-key diff and updates it after a confirmation.
+    /// The verbs (list, status, restart, pause, resume, delete) manage connectors; the alias
+    /// reads well for them: `cdcctl connector delete pg-cdc --drop-slot`.
+    #[command(visible_alias = "connector")]
+    CreateConnector(CreateConnectorArgs),
+    /// Read CDC topics decoded: one line per change, or JSON, or the raw messages
+    ///
+    /// Tables name their topics (`users` is `<prefix>.public.users`); `--topic` and `--pattern`
+    /// pick topics directly; with none of them every `<prefix>.<schema>.<table>` topic is read.
+    /// Reads without a consumer group and commits nothing, so a running loader is never disturbed.
+    Tail(TailArgs),
     /// Show every effective setting and where it came from (secrets as ****)
     Config(ConfigArgs),
     /// Print a shell completion script to stdout
@@ -268,6 +283,349 @@ Examples:
   cdcctl generate-data --duration 10m --rate 50 --mix insert=50,update=40,delete=10
   cdcctl generate-data --table shop.orders --rows 1000 --large-text";
 
+/// Arguments of `cdcctl create-connector` (alias `connector`): apply, or one verb.
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_value_name = "VERB",
+    subcommand_help_heading = "Verbs",
+    after_long_help = CREATE_CONNECTOR_HELP
+)]
+pub struct CreateConnectorArgs {
+    /// A lifecycle verb instead of applying.
+    #[command(subcommand)]
+    pub verb: Option<ConnectorVerb>,
+    /// What to apply.
+    #[command(flatten)]
+    pub apply: ApplyConnectorArgs,
+}
+
+impl CreateConnectorArgs {
+    /// The config-backed flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        match &self.verb {
+            None => self.apply.flag_values(),
+            Some(ConnectorVerb::List(a)) => a.connect.flag_values(),
+            Some(ConnectorVerb::Status(a)) => with_name(&a.name, a.connect.flag_values()),
+            Some(ConnectorVerb::Restart(a)) => with_name(&a.name, a.connect.flag_values()),
+            Some(ConnectorVerb::Pause(a) | ConnectorVerb::Resume(a)) => {
+                with_name(&a.name, a.connect.flag_values())
+            }
+            Some(ConnectorVerb::Delete(a)) => {
+                let mut v = a.postgres.flag_values();
+                v.extend(a.connect.flag_values());
+                with_name(&a.name, v)
+            }
+        }
+    }
+}
+
+fn with_name(name: &Option<String>, mut flags: Vec<FlagValue>) -> Vec<FlagValue> {
+    flags.extend(flag("connect.connector", "NAME", name));
+    flags
+}
+
+/// Shown after the options of `cdcctl create-connector --help`.
+const CREATE_CONNECTOR_HELP: &str = "\
+Precedence of connector keys, lowest first: cdcctl's defaults (from the profile: database
+connection, `kafka.topic_prefix`, pgoutput, JSON converters with schemas, heartbeat, tombstones,
+fail-fast slot retries) < `--from-file` < the other flags < `--set`.
+
+Examples:
+  cdcctl create-connector --tables users,orders --wait
+  cdcctl create-connector --name pg-cdc --tables users --set snapshot.mode=no_data --dry-run
+  cdcctl create-connector --from-file connector.json --yes
+  cdcctl connector status pg-cdc
+  cdcctl connector restart pg-cdc
+  cdcctl connector delete pg-cdc --drop-slot --yes";
+
+/// Arguments of applying a connector (`cdcctl create-connector` without a verb).
+#[derive(Debug, Args)]
+pub struct ApplyConnectorArgs {
+    /// Connector name [default: `connect.connector`, i.e. `cdcctl`]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Tables to capture, comma separated: `users,commerce.products,"My Table"`
+    ///
+    /// Unqualified names are in `public`; unquoted names match exactly, else in lower case;
+    /// double-quoted names match exactly. On a terminal, when neither this nor a
+    /// `table.include.list` from `--from-file`/`--set` names them, cdcctl offers the tables that
+    /// have a primary key.
+    #[arg(long, value_name = "LIST")]
+    pub tables: Option<String>,
+
+    /// Replication slot [default: the connector's current one, else `cdcctl_<name>`]
+    #[arg(long, value_name = "NAME")]
+    pub slot: Option<String>,
+
+    /// Publication [default: the connector's current one, else see below]
+    ///
+    /// Without it: `cdcctl_publication` (what `setup-source` creates) when it exists and
+    /// publishes every chosen table, else one named like the slot that Debezium creates with
+    /// exactly the chosen tables. A publication the connector did not create is used as is
+    /// (`publication.autocreate.mode=disabled`) and must publish every chosen table.
+    #[arg(long, value_name = "NAME")]
+    pub publication: Option<String>,
+
+    /// Topic prefix: topics are `<PREFIX>.<schema>.<table>` [default: `kafka.topic_prefix`]
+    #[arg(long, value_name = "PREFIX")]
+    pub topic_prefix: Option<String>,
+
+    /// What the connector snapshots when it starts [default: initial]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub snapshot_mode: Option<SnapshotMode>,
+
+    /// How numeric and decimal columns are encoded [default: precise]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub decimal_handling: Option<DecimalHandling>,
+
+    /// Heartbeat interval, so the slot advances while the tables are idle; 0 turns it off
+    /// [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub heartbeat: Option<std::time::Duration>,
+
+    /// Plain JSON messages without the Connect schema (the loader needs the schema)
+    #[arg(long)]
+    pub no_schemas: bool,
+
+    /// Postgres host as the Connect worker reaches it [default: `postgres.host`]
+    #[arg(long, value_name = "HOST")]
+    pub database_hostname: Option<String>,
+
+    /// Postgres port as the Connect worker reaches it [default: `postgres.port`]
+    #[arg(long, value_name = "PORT")]
+    pub database_port: Option<u16>,
+
+    /// Set any connector key, overriding everything else: `snapshot.mode=no_data` (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub set: Vec<(String, String)>,
+
+    /// Start from this connector config: Connect JSON (`{"name", "config"}` or a flat map) or
+    /// TOML (flat keys, or `name` and a `[config]` table)
+    #[arg(long, value_name = "PATH")]
+    pub from_file: Option<PathBuf>,
+
+    /// Validate, print the final config (secrets as ****) and the diff; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Waiting for the result.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+
+    /// Postgres connection.
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+
+    /// Kafka Connect connection (last: its help heading applies to what follows).
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+impl ApplyConnectorArgs {
+    /// The config-backed flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        let mut v = self.postgres.flag_values();
+        v.extend(self.connect.flag_values());
+        v.extend(flag("connect.connector", "--name", &self.name));
+        v.extend(flag(
+            "kafka.topic_prefix",
+            "--topic-prefix",
+            &self.topic_prefix,
+        ));
+        v
+    }
+}
+
+/// `KEY=VALUE` of `--set`.
+fn parse_key_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected `KEY=VALUE`, got `{raw}`")),
+    }
+}
+
+/// `--wait`, `--no-wait` and `--timeout` of the connector commands that change state.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Wait until the connector and every task reach the new state (default on a terminal)
+    ///
+    /// A FAILED task ends the wait: the first lines of its trace are printed and the exit code
+    /// is 1.
+    #[arg(long, overrides_with = "no_wait")]
+    pub wait: bool,
+
+    /// Return as soon as the worker accepted the change
+    #[arg(long, overrides_with = "wait")]
+    pub no_wait: bool,
+
+    /// Longest wait with `--wait`; exit 1 when it passes
+    #[arg(long, value_name = "DURATION", default_value = "60s",
+          value_parser = crate::config::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+impl WaitArgs {
+    /// Whether to wait: the flag given last, else `default`.
+    pub fn enabled(&self, default: bool) -> bool {
+        if self.wait {
+            true
+        } else if self.no_wait {
+            false
+        } else {
+            default
+        }
+    }
+}
+
+/// `--snapshot-mode` values (Debezium's `snapshot.mode`; others via `--set`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotMode {
+    /// Snapshot the tables once, then stream changes; a restart resumes without a snapshot
+    Initial,
+    /// Snapshot on every start, then stream changes
+    Always,
+    /// Snapshot once, then stop: no streaming
+    #[value(name = "initial_only", alias = "initial-only")]
+    InitialOnly,
+    /// No snapshot: stream changes from now on
+    #[value(name = "no_data", alias = "no-data")]
+    NoData,
+    /// Snapshot when there are no offsets, or the slot no longer has what they point at
+    #[value(name = "when_needed", alias = "when-needed")]
+    WhenNeeded,
+}
+
+impl SnapshotMode {
+    /// Debezium's spelling.
+    pub fn as_debezium(self) -> &'static str {
+        match self {
+            SnapshotMode::Initial => "initial",
+            SnapshotMode::Always => "always",
+            SnapshotMode::InitialOnly => "initial_only",
+            SnapshotMode::NoData => "no_data",
+            SnapshotMode::WhenNeeded => "when_needed",
+        }
+    }
+}
+
+/// `--decimal-handling` values (Debezium's `decimal.handling.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DecimalHandling {
+    /// Exact: Connect `Decimal` (base64 unscaled value and scale)
+    Precise,
+    /// Exact, as a JSON string
+    String,
+    /// A JSON number (a double: may lose precision)
+    Double,
+}
+
+impl DecimalHandling {
+    /// Debezium's spelling.
+    pub fn as_debezium(self) -> &'static str {
+        match self {
+            DecimalHandling::Precise => "precise",
+            DecimalHandling::String => "string",
+            DecimalHandling::Double => "double",
+        }
+    }
+}
+
+/// The verbs of `cdcctl create-connector` / `cdcctl connector`.
+#[derive(Debug, Subcommand)]
+pub enum ConnectorVerb {
+    /// List the worker's connectors: state, tasks, topic prefix, slot and tables
+    List(ConnectorListArgs),
+    /// Show a connector's state and each task's; exit 1 unless all are RUNNING
+    ///
+    /// A FAILED task shows the first lines of its trace: the exception and each cause.
+    Status(ConnectorStatusArgs),
+    /// Restart the connector's failed tasks (`--all`: the connector and every task)
+    Restart(ConnectorRestartArgs),
+    /// Pause the connector: it stops reading, and its slot retains WAL meanwhile
+    Pause(ConnectorStateArgs),
+    /// Resume a paused or stopped connector
+    Resume(ConnectorStateArgs),
+    /// Delete the connector; `--drop-slot` also drops its replication slot
+    ///
+    /// Deleting a Debezium connector leaves its replication slot behind, retaining WAL until
+    /// the disk fills. `--drop-slot` first stops the connector and resets its stored offsets (so
+    /// a new connector of the same name starts with a fresh snapshot), then deletes it, waits
+    /// until the slot is released and drops it.
+    Delete(ConnectorDeleteArgs),
+}
+
+/// Arguments of `cdcctl connector list`.
+#[derive(Debug, Args)]
+pub struct ConnectorListArgs {
+    /// Kafka Connect connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Arguments of `cdcctl connector status`.
+#[derive(Debug, Args)]
+pub struct ConnectorStatusArgs {
+    /// Connector [default: `connect.connector`, i.e. `cdcctl`]
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Kafka Connect connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Arguments of `cdcctl connector restart`.
+#[derive(Debug, Args)]
+pub struct ConnectorRestartArgs {
+    /// Connector [default: `connect.connector`, i.e. `cdcctl`]
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Restart the connector and every task, not only the failed ones
+    #[arg(long)]
+    pub all: bool,
+    /// Waiting for the result.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    /// Kafka Connect connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Arguments of `cdcctl connector pause` and `resume`.
+#[derive(Debug, Args)]
+pub struct ConnectorStateArgs {
+    /// Connector [default: `connect.connector`, i.e. `cdcctl`]
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Waiting for the result.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    /// Kafka Connect connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Arguments of `cdcctl connector delete`.
+#[derive(Debug, Args)]
+pub struct ConnectorDeleteArgs {
+    /// Connector [default: `connect.connector`, i.e. `cdcctl`]
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Also drop the replication slot (after resetting the offsets and deleting the connector)
+    #[arg(long)]
+    pub drop_slot: bool,
+    /// Also drop the publication, unless another connector on the worker uses it
+    #[arg(long)]
+    pub drop_publication: bool,
+    /// Postgres connection (for `--drop-slot` and `--drop-publication`).
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+    /// Kafka Connect connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
 /// Arguments of `cdcctl config`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -332,6 +690,78 @@ impl PostgresArgs {
             .into_iter()
             .collect()
     }
+}
+
+/// Arguments of `cdcctl tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Tables to read: `users`, `commerce.products` (their topics are `<prefix>.<schema>.<table>`)
+    #[arg(value_name = "TABLE")]
+    pub tables: Vec<String>,
+
+    /// Read this topic (repeatable)
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: Vec<String>,
+
+    /// Read every topic whose whole name matches this regular expression
+    #[arg(long, value_name = "REGEX")]
+    pub pattern: Option<String>,
+
+    /// Where to start: `beginning`, `end`, `offset:N`, `offset:-N` (last N of each partition),
+    /// `time:RFC3339` or a relative time such as `-5m`
+    ///
+    /// Default: `end` when following, `beginning` otherwise.
+    #[arg(long, value_name = "POSITION")]
+    pub from: Option<String>,
+
+    /// Keep reading new changes until interrupted (default on a terminal)
+    #[arg(short, long, conflicts_with = "until_end")]
+    pub follow: bool,
+
+    /// Stop once every partition is read up to where it ended at start (default in a pipe)
+    #[arg(short = 'e', long)]
+    pub until_end: bool,
+
+    /// Stop after printing this many events
+    #[arg(short = 'n', long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Only these operations, comma separated: c, r, u, d, t, m (or create, read, update, delete,
+    /// truncate, message)
+    #[arg(long, value_name = "OPS", value_delimiter = ',')]
+    pub op: Vec<String>,
+
+    /// Only events whose key has this value: `id=42` (repeatable; `42` alone for one-column keys)
+    #[arg(long, value_name = "COL=VALUE")]
+    pub key: Vec<String>,
+
+    /// Only events whose row has this value: `status=paid` (the after image, or the before image
+    /// of a delete; repeatable, all must match)
+    #[arg(long = "where", value_name = "COL=VALUE")]
+    pub where_: Vec<String>,
+
+    /// Also print tombstones (the null-value message Kafka compaction uses after a delete)
+    #[arg(long)]
+    pub tombstones: bool,
+
+    /// How each event is printed [default: `pretty`, or `json` with `--output json`]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<TailFormat>,
+
+    /// Kafka connection flags.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// How `cdcctl tail` prints events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TailFormat {
+    /// One line per event: time, op, table, key, changed columns, lag
+    Pretty,
+    /// One decoded JSON object per line (op, table, key, before, after, source, kafka)
+    Json,
+    /// The message value as stored, one per line
+    Raw,
 }
 
 /// Kafka connection flags.

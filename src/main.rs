@@ -82,6 +82,14 @@ async fn run(cli: &Cli, out: &Output) -> Result<Outcome> {
             let config = load_config(&cli.global, args.postgres.flag_values())?;
             commands::generate_data::run(args, &config, out).await
         }
+        Command::CreateConnector(args) => {
+            let config = load_config(&cli.global, args.flag_values())?;
+            commands::create_connector::run(args, &config, out).await
+        }
+        Command::Tail(args) => {
+            let config = load_config(&cli.global, args.kafka.flag_values())?;
+            commands::tail::run(args, &config, out).await
+        }
         Command::Config(args) => {
             let config = load_config(&cli.global, args.flag_values())?;
             commands::config::run(&config, out)

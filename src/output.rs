@@ -40,6 +40,7 @@ pub struct Output {
     quiet: bool,
     yes: bool,
     color: bool,
+    color_stdout: bool,
     terminals: Terminals,
 }
 
@@ -51,6 +52,7 @@ impl Output {
             quiet: global.quiet,
             yes: global.yes,
             color: !global.no_color && !no_color_env && terminals.stderr,
+            color_stdout: !global.no_color && !no_color_env && terminals.stdout,
             terminals,
         }
     }
@@ -58,6 +60,22 @@ impl Output {
     /// The selected output format.
     pub fn format(&self) -> OutputFormat {
         self.format
+    }
+
+    /// True when stdout is a terminal (follow by default, colour, boxed tables).
+    pub fn stdout_is_terminal(&self) -> bool {
+        self.terminals.stdout
+    }
+
+    /// True when what goes to stdout may be coloured: a terminal, and neither `--no-color` nor
+    /// `NO_COLOR`.
+    pub fn color_stdout(&self) -> bool {
+        self.color_stdout
+    }
+
+    /// True with `--quiet`.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
     }
 
     /// True with `--output json`.

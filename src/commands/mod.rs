@@ -3,5 +3,7 @@
 
 pub mod completions;
 pub mod config;
+pub mod create_connector;
 pub mod generate_data;
 pub mod setup_source;
+pub mod tail;

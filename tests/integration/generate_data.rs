@@ -488,17 +488,8 @@ async fn ctrl_c_stops_after_the_current_transaction_and_reports_it() {
     let pg = ctx.pg().await;
     demo_schema(&pg).await;
     // A plain child process (assert_cmd only runs to completion), set up like `ctx.cdcctl()`.
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("cdcctl"));
-    for var in cdcctl::config::env::ALL {
-        cmd.env_remove(var);
-    }
-    let child = cmd
-        .current_dir(ctx.dir.path())
-        .env("HOME", ctx.dir.path())
-        .env(
-            cdcctl::config::env::CDCCTL_POSTGRES_URL,
-            ctx.stack.postgres_url(&ctx.database),
-        )
+    let child = ctx
+        .command()
         .args([
             "-o",
             "json",

@@ -1,0 +1,369 @@
+//! Kafka, through librdkafka (rdkafka): topic metadata, start positions, and a group-less reader.
+//!
+//! The reader assigns partitions itself (`assign`, never `subscribe`) and never commits, so reading
+//! a topic with `cdcctl tail` cannot move a running loader's consumer group. All calls here block;
+//! commands run them on a blocking thread.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext};
+
+use crate::config::KafkaConfig;
+use crate::error::CliError;
+
+/// How long metadata and offset lookups may take before the broker counts as unreachable.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// librdkafka properties that hold secrets; their values are never shown.
+const SECRET_PROPERTIES: &[&str] = &[
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "ssl.key.pem",
+    "sasl.oauthbearer.client.secret",
+];
+
+/// Routes librdkafka's own logs and error callbacks to `-v` tracing: the errors that matter reach
+/// the caller as typed results of `poll` and metadata calls, worded for people.
+pub struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(?level, fac, "librdkafka: {log_message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!("librdkafka: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for QuietContext {}
+
+/// A consumer whose librdkafka logs go to `-v` tracing.
+pub type QuietConsumer = BaseConsumer<QuietContext>;
+
+/// A handle on the configured brokers.
+#[derive(Debug, Clone)]
+pub struct Kafka {
+    brokers: String,
+    properties: BTreeMap<String, String>,
+}
+
+/// One topic and its partition count, from the cluster metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Topic name.
+    pub name: String,
+    /// Partition ids.
+    pub partitions: Vec<i32>,
+}
+
+/// Where reading starts in every assigned partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest retained message.
+    Beginning,
+    /// Only messages produced after the reader starts.
+    End,
+    /// This absolute offset (clamped by the broker to what is retained).
+    Offset(i64),
+    /// The last N messages of each partition.
+    Last(i64),
+    /// The first message whose timestamp is at or after this time (milliseconds since epoch).
+    Time(i64),
+}
+
+/// The low and high watermarks of one partition: the first retained offset and the offset the
+/// next message will get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    /// First retained offset.
+    pub low: i64,
+    /// Offset of the next message to be produced.
+    pub high: i64,
+}
+
+impl Kafka {
+    /// A handle for the brokers and extra librdkafka properties of the configuration.
+    pub fn new(config: &KafkaConfig) -> Self {
+        Kafka {
+            brokers: config.brokers.clone(),
+            properties: config.properties.clone(),
+        }
+    }
+
+    /// The bootstrap servers, for messages.
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// The extra properties with secret values replaced by `****`.
+    pub fn redacted_properties(&self) -> BTreeMap<String, String> {
+        self.properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = if SECRET_PROPERTIES.contains(&k.as_str()) {
+                    "****".to_string()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), shown)
+            })
+            .collect()
+    }
+
+    /// A client configuration with the brokers and the profile's extra properties.
+    pub fn client_config(&self) -> ClientConfig {
+        self.client_config_with(&[])
+    }
+
+    /// A client configuration with cdcctl's `defaults` for a use, then the profile's extra
+    /// properties, which win.
+    fn client_config_with(&self, defaults: &[(&str, String)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set_log_level(RDKafkaLogLevel::Warning);
+        for (key, value) in defaults {
+            config.set(*key, value);
+        }
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// A consumer that is not a member of any group and never commits offsets.
+    fn standalone_consumer(&self, fetch: bool) -> Result<QuietConsumer> {
+        // librdkafka wants a group id even for `assign`; it is never joined (no `subscribe`) and
+        // nothing is committed under it.
+        let mut defaults = vec![
+            ("group.id", format!("cdcctl-reader-{}", std::process::id())),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            ("enable.partition.eof", "true".into()),
+        ];
+        if fetch {
+            // A reader of a backlog is throughput-bound, like kcat. When the local queue is full
+            // librdkafka pauses fetching for `fetch.queue.backoff.ms` (1 s by default): a reader
+            // that decodes then spends most of its time waiting. Resume almost at once instead.
+            defaults.push(("fetch.queue.backoff.ms", "10".into()));
+            defaults.push(("fetch.wait.max.ms", "100".into()));
+        }
+        self.client_config_with(&defaults)
+            .create_with_context(QuietContext)
+            .context("cannot create a Kafka consumer (check `kafka.properties`)")
+    }
+
+    fn unreachable(&self, source: KafkaError) -> anyhow::Error {
+        CliError::Unreachable {
+            service: "Kafka".into(),
+            endpoint: self.brokers.clone(),
+            source: Some(source.into()),
+        }
+        .into()
+    }
+
+    /// Every topic in the cluster with its partitions, sorted by name.
+    pub fn topics(&self) -> Result<Vec<TopicInfo>> {
+        let consumer = self.standalone_consumer(false)?;
+        let metadata = consumer
+            .fetch_metadata(None, METADATA_TIMEOUT)
+            .map_err(|e| self.unreachable(e))?;
+        let mut topics: Vec<TopicInfo> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| {
+                let mut partitions: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+                partitions.sort_unstable();
+                TopicInfo {
+                    name: t.name().to_string(),
+                    partitions,
+                }
+            })
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    /// A reader of the given partitions from `start`.
+    pub fn reader(&self, topics: &[TopicInfo], start: StartAt) -> Result<Reader> {
+        let consumer = self.standalone_consumer(true)?;
+        let mut list = TopicPartitionList::new();
+        let mut watermarks = BTreeMap::new();
+        for topic in topics {
+            for &partition in &topic.partitions {
+                let marks = consumer
+                    .fetch_watermarks(&topic.name, partition, METADATA_TIMEOUT)
+                    .map_err(|e| self.unreachable(e))?;
+                let marks = Watermarks {
+                    low: marks.0,
+                    high: marks.1,
+                };
+                watermarks.insert((topic.name.clone(), partition), marks);
+                let offset = match start {
+                    StartAt::Beginning | StartAt::Time(_) => Offset::Beginning,
+                    StartAt::End => Offset::End,
+                    StartAt::Offset(n) => Offset::Offset(n.clamp(marks.low, marks.high)),
+                    StartAt::Last(n) => Offset::Offset((marks.high - n).max(marks.low)),
+                };
+                list.add_partition_offset(&topic.name, partition, offset)
+                    .with_context(|| format!("cannot assign {}/{partition}", topic.name))?;
+            }
+        }
+        if let StartAt::Time(ms) = start {
+            list = self.offsets_for_time(&consumer, &list, ms)?;
+        }
+        // Partitions whose start is already at the end have nothing to read.
+        let mut pending = Vec::new();
+        for element in list.elements() {
+            let key = (element.topic().to_string(), element.partition());
+            let marks = watermarks[&key];
+            let at_end = match element.offset() {
+                Offset::Offset(o) => o >= marks.high,
+                Offset::End => true,
+                _ => marks.low >= marks.high,
+            };
+            if !at_end {
+                pending.push((key.0, key.1, marks.high));
+            }
+        }
+        consumer
+            .assign(&list)
+            .context("cannot assign the topic partitions")?;
+        Ok(Reader {
+            consumer,
+            brokers: self.brokers.clone(),
+            pending: Mutex::new(pending),
+            watermarks,
+        })
+    }
+
+    fn offsets_for_time(
+        &self,
+        consumer: &QuietConsumer,
+        list: &TopicPartitionList,
+        ms: i64,
+    ) -> Result<TopicPartitionList> {
+        let mut query = TopicPartitionList::new();
+        for element in list.elements() {
+            query.add_partition_offset(element.topic(), element.partition(), Offset::Offset(ms))?;
+        }
+        let found = consumer
+            .offsets_for_times(query, METADATA_TIMEOUT)
+            .map_err(|e| self.unreachable(e))?;
+        // A partition with no message at or after the time starts at its end.
+        let mut resolved = TopicPartitionList::new();
+        for element in found.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(o) if o >= 0 => Offset::Offset(o),
+                _ => Offset::End,
+            };
+            resolved.add_partition_offset(element.topic(), element.partition(), offset)?;
+        }
+        Ok(resolved)
+    }
+}
+
+/// What one poll of a [`Reader`] produced.
+pub enum Polled<'a> {
+    /// A message.
+    Message(BorrowedMessage<'a>),
+    /// Every partition has been read up to the high watermark taken when the reader started.
+    CaughtUp,
+    /// Nothing arrived within the poll timeout.
+    Idle,
+}
+
+/// A group-less reader over assigned partitions. `poll` takes `&self`, so several threads can
+/// read (and decode the messages they got without copying them) at once.
+pub struct Reader {
+    consumer: QuietConsumer,
+    brokers: String,
+    /// Partitions not yet read up to their start-time high watermark: (topic, partition, high).
+    pending: Mutex<Vec<(String, i32, i64)>>,
+    watermarks: BTreeMap<(String, i32), Watermarks>,
+}
+
+impl Reader {
+    /// The watermarks of every assigned partition when the reader started.
+    pub fn watermarks(&self) -> &BTreeMap<(String, i32), Watermarks> {
+        &self.watermarks
+    }
+
+    /// True when every partition has been read up to where it ended at start.
+    pub fn caught_up(&self) -> bool {
+        self.pending().is_empty()
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Vec<(String, i32, i64)>> {
+        // The list stays consistent whatever a panicking holder did: entries are only removed.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn idle_or_caught_up(&self) -> Polled<'_> {
+        if self.caught_up() {
+            Polled::CaughtUp
+        } else {
+            Polled::Idle
+        }
+    }
+
+    /// Waits up to `timeout` for the next message.
+    pub fn poll(&self, timeout: Duration) -> Result<Polled<'_>> {
+        match self.consumer.poll(timeout) {
+            None => Ok(self.idle_or_caught_up()),
+            Some(Ok(message)) => {
+                use rdkafka::Message;
+                let mut pending = self.pending();
+                if !pending.is_empty() {
+                    let (partition, next) = (message.partition(), message.offset() + 1);
+                    pending.retain(|(topic, p, high)| {
+                        !(*p == partition && next >= *high && topic == message.topic())
+                    });
+                }
+                Ok(Polled::Message(message))
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                // The EOF names only a partition number: ask for the positions of all of them.
+                if let Ok(positions) = self.consumer.position() {
+                    let mut pending = self.pending();
+                    for element in positions.elements() {
+                        if let Offset::Offset(at) = element.offset() {
+                            pending.retain(|(topic, p, high)| {
+                                !(*p == element.partition()
+                                    && at >= *high
+                                    && topic == element.topic())
+                            });
+                        }
+                    }
+                }
+                Ok(self.idle_or_caught_up())
+            }
+            Some(Err(e)) if is_transport_error(&e) => Err(CliError::Unreachable {
+                service: "Kafka".into(),
+                endpoint: self.brokers.clone(),
+                source: Some(e.into()),
+            }
+            .into()),
+            Some(Err(e)) => Err(anyhow::Error::new(e).context("cannot read from Kafka")),
+        }
+    }
+}
+
+/// Errors that mean the brokers cannot be reached at all.
+fn is_transport_error(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+    )
+}

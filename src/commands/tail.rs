@@ -1,0 +1,1122 @@
+//! `cdcctl tail`: read CDC topics, decoded.
+//!
+//! 1. Resolve what to read: tables name their topics (`users` → `<prefix>.public.users`),
+//!    `--topic` and `--pattern` name topics directly, nothing means every table topic of the prefix.
+//! 2. Assign every partition at the start position, without a consumer group (nothing is ever
+//!    committed, so a running loader is not disturbed).
+//! 3. Decode each message (`cdc::event`), filter (`--op`, `--key`, `--where`), print it as a
+//!    `pretty` line, a `json` object or the `raw` value, until `--count` events are printed, every
+//!    partition is caught up (`--until-end`), or Ctrl-C (`--follow`).
+//!
+//! A message that cannot be decoded is reported on stderr with its coordinates and skipped; the
+//! exit code is then 1. A closed stdout (`cdcctl tail | head`) ends quietly with 0.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use rdkafka::Message;
+use rdkafka::message::BorrowedMessage;
+use regex::Regex;
+use serde::Serialize;
+
+use crate::cdc::event::{ChangeEvent, Decoded, Decoder, MessageRef, Op, Row, Value};
+use crate::cli::{TailArgs, TailFormat};
+use crate::clients::kafka::{Kafka, Polled, Reader, StartAt, TopicInfo};
+use crate::config::{Config, parse_duration};
+use crate::error::{CliError, Outcome};
+use crate::output::Output;
+
+/// Longest value shown in a `pretty` line before it is cut with `…`.
+const PRETTY_VALUE_WIDTH: usize = 48;
+/// Output is flushed when this much is buffered, and whenever the reader is idle.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// Runs `cdcctl tail`.
+pub async fn run(args: &TailArgs, config: &Config, out: &Output) -> Result<Outcome> {
+    let plan = Plan::from_args(args, out, Utc::now())?;
+    let kafka = Kafka::new(&config.kafka);
+    let prefix = config.kafka.topic_prefix.clone();
+    let out = out.clone();
+    tokio::task::spawn_blocking(move || tail(&kafka, &prefix, &plan, &out))
+        .await
+        .context("the reader thread failed")?
+}
+
+/// Everything `tail` was asked to do, checked.
+#[derive(Debug)]
+struct Plan {
+    selection: Selection,
+    start: StartAt,
+    follow: bool,
+    count: Option<u64>,
+    filter: Filter,
+    tombstones: bool,
+    format: TailFormat,
+    color: bool,
+}
+
+impl Plan {
+    fn from_args(args: &TailArgs, out: &Output, now: DateTime<Utc>) -> Result<Plan, CliError> {
+        let follow = if args.follow {
+            true
+        } else if args.until_end {
+            false
+        } else {
+            out.stdout_is_terminal()
+        };
+        let start = match &args.from {
+            Some(raw) => parse_start(raw, now)?,
+            None if follow => StartAt::End,
+            None => StartAt::Beginning,
+        };
+        let pattern = match &args.pattern {
+            Some(p) => Some(
+                Regex::new(&format!("^(?:{p})$")).map_err(|e| CliError::Usage {
+                    message: format!("--pattern `{p}` is not a valid regular expression: {e}"),
+                    hint: Some(
+                        "the syntax is Rust's `regex` crate, e.g. `cdc\\.public\\..*`".into(),
+                    ),
+                })?,
+            ),
+            None => None,
+        };
+        let format = args.format.unwrap_or(if out.is_json() {
+            TailFormat::Json
+        } else {
+            TailFormat::Pretty
+        });
+        Ok(Plan {
+            selection: Selection {
+                tables: args.tables.clone(),
+                topics: args.topic.clone(),
+                pattern,
+            },
+            start,
+            follow,
+            count: args.count,
+            filter: Filter::parse(&args.op, &args.key, &args.where_)?,
+            tombstones: args.tombstones,
+            format,
+            color: out.color_stdout(),
+        })
+    }
+}
+
+/// Parses `--from`.
+fn parse_start(raw: &str, now: DateTime<Utc>) -> Result<StartAt, CliError> {
+    let usage = |message: String| CliError::Usage {
+        message,
+        hint: Some(
+            "use `beginning`, `end`, `offset:N`, `offset:-N`, `time:2026-01-31T12:00:00Z` or \
+             `-5m`"
+                .into(),
+        ),
+    };
+    let raw = raw.trim();
+    if raw == "beginning" {
+        return Ok(StartAt::Beginning);
+    }
+    if raw == "end" {
+        return Ok(StartAt::End);
+    }
+    if let Some(n) = raw.strip_prefix("offset:") {
+        let n: i64 = n
+            .parse()
+            .map_err(|_| usage(format!("--from `{raw}`: `{n}` is not an offset")))?;
+        return Ok(if n < 0 {
+            StartAt::Last(-n)
+        } else {
+            StartAt::Offset(n)
+        });
+    }
+    if let Some(t) = raw.strip_prefix("time:") {
+        let at = DateTime::parse_from_rfc3339(t)
+            .map_err(|e| usage(format!("--from `{raw}`: not an RFC 3339 time ({e})")))?;
+        return Ok(StartAt::Time(at.timestamp_millis()));
+    }
+    if let Some(ago) = raw.strip_prefix('-') {
+        let ago = parse_duration(ago).map_err(|e| usage(format!("--from `{raw}`: {e}")))?;
+        let ago = chrono::Duration::from_std(ago)
+            .map_err(|_| usage(format!("--from `{raw}`: too far back")))?;
+        return Ok(StartAt::Time((now - ago).timestamp_millis()));
+    }
+    Err(usage(format!("--from `{raw}` is not a start position")))
+}
+
+/// Which topics to read.
+#[derive(Debug)]
+struct Selection {
+    tables: Vec<String>,
+    topics: Vec<String>,
+    pattern: Option<Regex>,
+}
+
+impl Selection {
+    /// Picks the topics to read from the cluster's topics.
+    fn resolve(&self, prefix: &str, all: &[TopicInfo]) -> Result<Vec<TopicInfo>, CliError> {
+        let by_name = |name: &str| all.iter().find(|t| t.name == name);
+        let mut chosen: Vec<TopicInfo> = Vec::new();
+        fn add(chosen: &mut Vec<TopicInfo>, topic: &TopicInfo) {
+            if !chosen.iter().any(|t| t.name == topic.name) {
+                chosen.push(topic.clone());
+            }
+        }
+        let table_topics: Vec<&TopicInfo> = all
+            .iter()
+            .filter(|t| table_of_topic(prefix, &t.name).is_some())
+            .collect();
+        for table in &self.tables {
+            let found = match table.split_once('.') {
+                Some(_) => by_name(&format!("{prefix}.{table}")),
+                None => by_name(&format!("{prefix}.public.{table}")).or_else(|| {
+                    let mut matches = table_topics
+                        .iter()
+                        .filter(|t| table_of_topic(prefix, &t.name).map(|(_, n)| n) == Some(table));
+                    match (matches.next(), matches.next()) {
+                        (Some(one), None) => Some(*one),
+                        _ => None,
+                    }
+                }),
+            };
+            match found {
+                Some(topic) => add(&mut chosen, topic),
+                None => return Err(missing_table(table, prefix, &table_topics)),
+            }
+        }
+        for name in &self.topics {
+            match by_name(name) {
+                Some(topic) => add(&mut chosen, topic),
+                None => {
+                    return Err(CliError::Usage {
+                        message: format!("topic `{name}` does not exist"),
+                        hint: Some(
+                            "list the topics with `kcat -L`; Debezium creates a table's topic \
+                             with its first change"
+                                .into(),
+                        ),
+                    });
+                }
+            }
+        }
+        if let Some(pattern) = &self.pattern {
+            let before = chosen.len();
+            for topic in all.iter().filter(|t| pattern.is_match(&t.name)) {
+                add(&mut chosen, topic);
+            }
+            if chosen.len() == before && self.tables.is_empty() && self.topics.is_empty() {
+                return Err(CliError::Usage {
+                    message: format!("no topic matches --pattern `{}`", pattern.as_str()),
+                    hint: Some("the pattern must match the whole topic name".into()),
+                });
+            }
+        }
+        if self.tables.is_empty() && self.topics.is_empty() && self.pattern.is_none() {
+            for topic in &table_topics {
+                add(&mut chosen, topic);
+            }
+            if chosen.is_empty() {
+                return Err(CliError::Usage {
+                    message: format!("there are no change topics with the prefix `{prefix}`"),
+                    hint: Some(
+                        "create the connector first (`cdcctl create-connector`), or pass \
+                         `--topic-prefix` or `--topic`"
+                            .into(),
+                    ),
+                });
+            }
+        }
+        Ok(chosen)
+    }
+}
+
+/// `(schema, table)` when `topic` is a table topic `<prefix>.<schema>.<table>`.
+fn table_of_topic<'a>(prefix: &str, topic: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix('.')?;
+    let (schema, table) = rest.split_once('.')?;
+    (!schema.is_empty() && !table.is_empty() && !table.contains('.')).then_some((schema, table))
+}
+
+fn missing_table(table: &str, prefix: &str, table_topics: &[&TopicInfo]) -> CliError {
+    let known: Vec<String> = table_topics
+        .iter()
+        .filter_map(|t| table_of_topic(prefix, &t.name))
+        .map(|(s, t)| format!("{s}.{t}"))
+        .collect();
+    let looked_for = if table.contains('.') {
+        format!("{prefix}.{table}")
+    } else {
+        format!("{prefix}.public.{table}")
+    };
+    CliError::Usage {
+        message: format!("no topic for table `{table}` (looked for `{looked_for}`)"),
+        hint: Some(if known.is_empty() {
+            format!(
+                "no table has a topic under the prefix `{prefix}` yet: is the connector created \
+                 (`cdcctl create-connector`) and has the table changed since?"
+            )
+        } else {
+            format!("tables with topics under `{prefix}`: {}", known.join(", "))
+        }),
+    }
+}
+
+/// `--op`, `--key` and `--where`.
+#[derive(Debug, Default)]
+struct Filter {
+    ops: Option<BTreeSet<&'static str>>,
+    key: Vec<(Option<String>, String)>,
+    row: Vec<(String, String)>,
+}
+
+impl Filter {
+    fn parse(ops: &[String], key: &[String], row: &[String]) -> Result<Filter, CliError> {
+        let ops = if ops.is_empty() {
+            None
+        } else {
+            let mut set = BTreeSet::new();
+            for op in ops {
+                let code = match op.trim().to_ascii_lowercase().as_str() {
+                    "c" | "create" | "insert" => "c",
+                    "r" | "read" | "snapshot" => "r",
+                    "u" | "update" => "u",
+                    "d" | "delete" => "d",
+                    "t" | "truncate" => "t",
+                    "m" | "message" => "m",
+                    other => {
+                        return Err(CliError::Usage {
+                            message: format!("--op `{other}` is not an operation"),
+                            hint: Some("use c, r, u, d, t or m (comma separated)".into()),
+                        });
+                    }
+                };
+                set.insert(code);
+            }
+            Some(set)
+        };
+        let key = key
+            .iter()
+            .map(|k| match k.split_once('=') {
+                Some((col, value)) => (Some(col.to_string()), value.to_string()),
+                None => (None, k.clone()),
+            })
+            .collect();
+        let row = row
+            .iter()
+            .map(|w| {
+                w.split_once('=')
+                    .map(|(c, v)| (c.to_string(), v.to_string()))
+                    .ok_or_else(|| CliError::Usage {
+                        message: format!("--where `{w}` is not COLUMN=VALUE"),
+                        hint: Some("for example `--where status=paid`".into()),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Filter { ops, key, row })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ops.is_none() && self.key.is_empty() && self.row.is_empty()
+    }
+
+    fn accepts(&self, event: &ChangeEvent) -> bool {
+        if let Some(ops) = &self.ops
+            && !ops.contains(event.op.code())
+        {
+            return false;
+        }
+        if !self.key.is_empty() {
+            let Some(key) = &event.key else {
+                return false;
+            };
+            let all = self.key.iter().all(|(column, wanted)| match column {
+                Some(column) => key.get(column).is_some_and(|v| matches_text(v, wanted)),
+                None => key.len() == 1 && key.iter().all(|(_, v)| matches_text(v, wanted)),
+            });
+            if !all {
+                return false;
+            }
+        }
+        if !self.row.is_empty() {
+            let image = match event.op {
+                Op::Delete => event.before.as_ref(),
+                _ => event.after.as_ref(),
+            };
+            let Some(image) = image else {
+                return false;
+            };
+            return self.row.iter().all(|(column, wanted)| {
+                image.get(column).is_some_and(|v| matches_text(v, wanted))
+            });
+        }
+        true
+    }
+
+    /// A tombstone has only a key: it passes when no filter needs more than the key.
+    fn accepts_tombstone(&self, key: Option<&Row>) -> bool {
+        if self.ops.is_some() || !self.row.is_empty() {
+            return false;
+        }
+        self.key.iter().all(|(column, wanted)| match (key, column) {
+            (Some(key), Some(column)) => key.get(column).is_some_and(|v| matches_text(v, wanted)),
+            (Some(key), None) => key.len() == 1 && key.iter().all(|(_, v)| matches_text(v, wanted)),
+            (None, _) => false,
+        })
+    }
+}
+
+/// A value matches the text given on the command line when it prints as that text (`null` matches
+/// NULL).
+fn matches_text(value: &Value, wanted: &str) -> bool {
+    match value {
+        Value::Null => wanted == "null",
+        Value::Unavailable => false,
+        Value::String(s) => s == wanted,
+        other => other.to_string() == wanted,
+    }
+}
+
+/// A decoded batch: the printed text, where each printed event ends (for `--count`), and the
+/// messages that could not be decoded (with where their warning goes in the text).
+struct Rendered {
+    seq: u64,
+    text: Vec<u8>,
+    ends: Vec<usize>,
+    undecodable: Vec<(usize, String)>,
+}
+
+/// Messages a worker takes at once: big enough to amortise the hand-offs, small enough to keep
+/// latency low when following (a partial batch is taken as soon as no message is waiting).
+const BATCH_MESSAGES: usize = 1024;
+
+/// The read loop. Each worker thread takes a batch of messages from librdkafka under the order
+/// lock (which numbers the batches), decodes and formats them in place without copying, and
+/// hands the text to one writer that prints batches in order. Reading a backlog is then bound by
+/// the broker, like kcat, rather than by JSON decoding on one core.
+fn tail(kafka: &Kafka, prefix: &str, plan: &Plan, out: &Output) -> Result<Outcome> {
+    let all = kafka.topics()?;
+    let topics = plan.selection.resolve(prefix, &all)?;
+    let reader = kafka.reader(&topics, plan.start)?;
+    if plan.follow && !out.is_quiet() {
+        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        let from = match plan.start {
+            StartAt::End => " (new changes only; `--from beginning` reads the history)",
+            _ => "",
+        };
+        let _ = writeln!(
+            io::stderr(),
+            "reading {}{from}; Ctrl-C to stop",
+            names.join(", ")
+        );
+    }
+    if !plan.follow && reader.caught_up() {
+        return Ok(Outcome::Ok);
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    let stop = AtomicBool::new(false);
+    // The next batch number; held while a worker takes its batch so numbers follow read order.
+    let order = Mutex::new(0_u64);
+
+    std::thread::scope(|scope| -> Result<Outcome> {
+        let (text_tx, text_rx) = mpsc::sync_channel::<Rendered>(workers * 2);
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let text_tx = text_tx.clone();
+            let (reader, order, stop) = (&reader, &order, &stop);
+            let worker = std::thread::Builder::new().name("tail-decode".into());
+            handles.push(worker.spawn_scoped(scope, move || {
+                let result = decode_batches(reader, order, stop, plan, &text_tx);
+                if result.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                result
+            })?);
+        }
+        drop(text_tx);
+        let writer = std::thread::Builder::new().name("tail-write".into());
+        let writer = writer.spawn_scoped(scope, || write_in_order(text_rx, plan, out, &stop))?;
+
+        let mut read = Ok(());
+        for handle in handles {
+            let result = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a decode thread panicked"))?;
+            if read.is_ok() {
+                read = result;
+            }
+        }
+        let written = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+        // A writer error (a closed pipe) explains why reading stopped: report it first.
+        let undecodable = written?;
+        read?;
+        if undecodable > 0 {
+            out.warn(&format!(
+                "{undecodable} message(s) could not be decoded (shown above); `--format raw` \
+                 prints them as stored"
+            ));
+            return Ok(Outcome::Failed);
+        }
+        Ok(Outcome::Ok)
+    })
+}
+
+/// One worker: take a numbered batch, render it, pass it on; until caught up (without
+/// `--follow`), stopped, or the writer is gone.
+fn decode_batches(
+    reader: &Reader,
+    order: &Mutex<u64>,
+    stop: &AtomicBool,
+    plan: &Plan,
+    rendered: &mpsc::SyncSender<Rendered>,
+) -> Result<()> {
+    let mut decoder = Decoder::new();
+    let mut messages = Vec::with_capacity(BATCH_MESSAGES);
+    loop {
+        let mut caught_up = false;
+        let seq = {
+            let mut next = order.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                // While a batch is being filled, do not wait: take what there is instead.
+                let timeout = if messages.is_empty() {
+                    Duration::from_millis(200)
+                } else {
+                    Duration::ZERO
+                };
+                match reader.poll(timeout)? {
+                    Polled::Message(message) => {
+                        messages.push(message);
+                        if messages.len() >= BATCH_MESSAGES {
+                            break;
+                        }
+                    }
+                    Polled::CaughtUp if !plan.follow => {
+                        caught_up = true;
+                        break;
+                    }
+                    Polled::CaughtUp | Polled::Idle if !messages.is_empty() => break,
+                    Polled::CaughtUp | Polled::Idle => {}
+                }
+            }
+            *next += 1;
+            *next - 1
+        };
+        let text = render(&mut decoder, plan, seq, &messages);
+        messages.clear();
+        if rendered.send(text).is_err() {
+            return Ok(());
+        }
+        if caught_up {
+            // The other workers see it too: every poll now reports caught up.
+            return Ok(());
+        }
+    }
+}
+
+/// Decodes, filters and formats one batch.
+fn render(
+    decoder: &mut Decoder,
+    plan: &Plan,
+    seq: u64,
+    messages: &[BorrowedMessage<'_>],
+) -> Rendered {
+    let mut rendered = Rendered {
+        seq,
+        text: Vec::with_capacity(messages.len() * 512),
+        ends: Vec::with_capacity(messages.len()),
+        undecodable: Vec::new(),
+    };
+    let now = Utc::now();
+    for message in messages {
+        let raw = MessageRef {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+            key: message.key(),
+            value: message.payload(),
+        };
+        let buf = &mut rendered.text;
+        let shown = match decoder.decode(&raw) {
+            Ok(Decoded::Change(event)) => {
+                if !plan.filter.accepts(&event) {
+                    continue;
+                }
+                match plan.format {
+                    TailFormat::Pretty => pretty_line(buf, &event, plan.color, now),
+                    TailFormat::Json => json_line(buf, &event),
+                    TailFormat::Raw => raw_line(buf, raw.value),
+                }
+                true
+            }
+            Ok(Decoded::Tombstone { key, .. }) => {
+                if !plan.tombstones || !plan.filter.accepts_tombstone(key.as_ref()) {
+                    continue;
+                }
+                match plan.format {
+                    TailFormat::Pretty => pretty_tombstone(buf, &raw, key.as_ref(), plan.color),
+                    TailFormat::Json => json_tombstone(buf, &raw, key.as_ref()),
+                    TailFormat::Raw => raw_line(buf, None),
+                }
+                true
+            }
+            Err(e) => {
+                rendered.undecodable.push((
+                    rendered.text.len(),
+                    format!(
+                        "{}/{}@{}: cannot decode: {e}",
+                        raw.topic, raw.partition, raw.offset
+                    ),
+                ));
+                // Raw output shows every message as stored, decodable or not.
+                if plan.format == TailFormat::Raw && plan.filter.is_empty() {
+                    raw_line(&mut rendered.text, raw.value);
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if shown {
+            rendered.ends.push(rendered.text.len());
+        }
+    }
+    rendered
+}
+
+/// Prints rendered batches in read order; stops everything after `--count` events. Returns the
+/// number of undecodable messages.
+fn write_in_order(
+    rendered: mpsc::Receiver<Rendered>,
+    plan: &Plan,
+    out: &Output,
+    stop: &AtomicBool,
+) -> io::Result<u64> {
+    let stdout = io::stdout();
+    let mut sink = io::BufWriter::with_capacity(FLUSH_BYTES, stdout.lock());
+    let mut waiting: BTreeMap<u64, Rendered> = BTreeMap::new();
+    let mut next = 0;
+    let mut printed: u64 = 0;
+    let mut undecodable: u64 = 0;
+    let result = (|| {
+        for batch in rendered {
+            waiting.insert(batch.seq, batch);
+            while let Some(batch) = waiting.remove(&next) {
+                next += 1;
+                let mut shown_until = batch.text.len();
+                let mut limit_reached = false;
+                if let Some(count) = plan.count {
+                    let left = (count - printed) as usize;
+                    if batch.ends.len() >= left {
+                        shown_until = if left == 0 { 0 } else { batch.ends[left - 1] };
+                        limit_reached = true;
+                    }
+                }
+                let mut at = 0;
+                for (position, warning) in &batch.undecodable {
+                    if *position > shown_until {
+                        break;
+                    }
+                    sink.write_all(&batch.text[at..*position])?;
+                    at = *position;
+                    sink.flush()?;
+                    undecodable += 1;
+                    out.warn(warning);
+                }
+                sink.write_all(&batch.text[at..shown_until])?;
+                printed += batch.ends.iter().filter(|&&e| e <= shown_until).count() as u64;
+                if limit_reached {
+                    stop.store(true, Ordering::Relaxed);
+                    sink.flush()?;
+                    return Ok(());
+                }
+            }
+            // Nothing else is ready: show what there is (following, changes trickle in).
+            if waiting.is_empty() {
+                sink.flush()?;
+            }
+        }
+        sink.flush()
+    })();
+    if result.is_err() {
+        stop.store(true, Ordering::Relaxed);
+    }
+    result.map(|()| undecodable)
+}
+
+// --- json ---------------------------------------------------------------------------------------
+
+/// One line of `--format json`. Field names are part of the interface (README, "tail").
+#[derive(Serialize)]
+struct JsonEvent<'a> {
+    op: &'static str,
+    table: String,
+    key: Option<&'a Row>,
+    before: Option<&'a Row>,
+    after: Option<&'a Row>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unavailable: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<JsonMessage<'a>>,
+    source: JsonSource<'a>,
+    kafka: JsonKafka<'a>,
+}
+
+#[derive(Serialize)]
+struct JsonMessage<'a> {
+    prefix: &'a str,
+    content: &'a Value,
+}
+
+#[derive(Serialize)]
+struct JsonSource<'a> {
+    ts_ms: Option<i64>,
+    lsn: Option<i64>,
+    tx_id: Option<i64>,
+    snapshot: bool,
+    database: Option<&'a str>,
+    schema: Option<&'a str>,
+    table: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonKafka<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+}
+
+fn json_line(buf: &mut Vec<u8>, event: &ChangeEvent) {
+    let mut unavailable: Vec<&str> = Vec::new();
+    for row in [&event.after, &event.before].into_iter().flatten() {
+        for column in row.unavailable_columns() {
+            if !unavailable.contains(&column) {
+                unavailable.push(column);
+            }
+        }
+    }
+    let line = JsonEvent {
+        op: event.op.code(),
+        table: qualified_table(event),
+        key: event.key.as_ref(),
+        before: event.before.as_ref(),
+        after: event.after.as_ref(),
+        unavailable,
+        message: event.message.as_ref().map(|m| JsonMessage {
+            prefix: &m.prefix,
+            content: &m.content,
+        }),
+        source: JsonSource {
+            ts_ms: event.source.ts_ms,
+            lsn: event.source.lsn,
+            tx_id: event.source.tx_id,
+            snapshot: event.source.is_snapshot(),
+            database: event.source.database.as_deref(),
+            schema: event.source.schema.as_deref(),
+            table: event.source.table.as_deref(),
+        },
+        kafka: JsonKafka {
+            topic: &event.kafka.topic,
+            partition: event.kafka.partition,
+            offset: event.kafka.offset,
+            timestamp_ms: event.kafka.timestamp_ms,
+        },
+    };
+    write_json(buf, &line);
+}
+
+/// Appends one JSON line. Writing these types to memory cannot fail; if it ever did, the line
+/// is replaced by an error object rather than cut.
+fn write_json(buf: &mut Vec<u8>, value: &impl Serialize) {
+    let start = buf.len();
+    if let Err(e) = serde_json::to_writer(&mut *buf, value) {
+        buf.truncate(start);
+        let error = serde_json::json!({ "error": e.to_string() });
+        buf.extend_from_slice(error.to_string().as_bytes());
+    }
+    buf.push(b'\n');
+}
+
+fn json_tombstone(buf: &mut Vec<u8>, raw: &MessageRef<'_>, key: Option<&Row>) {
+    #[derive(Serialize)]
+    struct Tombstone<'a> {
+        op: &'static str,
+        key: Option<&'a Row>,
+        kafka: JsonKafka<'a>,
+    }
+    write_json(
+        buf,
+        &Tombstone {
+            op: "tombstone",
+            key,
+            kafka: JsonKafka {
+                topic: raw.topic,
+                partition: raw.partition,
+                offset: raw.offset,
+                timestamp_ms: raw.timestamp_ms,
+            },
+        },
+    );
+}
+
+fn raw_line(buf: &mut Vec<u8>, value: Option<&[u8]>) {
+    if let Some(value) = value {
+        buf.extend_from_slice(value);
+    }
+    buf.push(b'\n');
+}
+
+fn qualified_table(event: &ChangeEvent) -> String {
+    match (&event.source.schema, &event.source.table) {
+        (Some(schema), Some(table)) => format!("{schema}.{table}"),
+        (None, Some(table)) => table.clone(),
+        _ => event.kafka.topic.to_string(),
+    }
+}
+
+// --- pretty -------------------------------------------------------------------------------------
+
+/// `2026-12-03 22:41:05.123  u  public.users  id=3  email: "a@x" → "b@x"  lag 1.2s`
+fn pretty_line(buf: &mut Vec<u8>, event: &ChangeEvent, color: bool, now: DateTime<Utc>) {
+    let mut line = String::with_capacity(160);
+    let commit = event.source.ts_ms.or(event.ts_ms);
+    line.push_str(&commit.map(format_time).unwrap_or_else(|| "-".repeat(23)));
+    line.push_str("  ");
+    let code = event.op.code();
+    if color {
+        line.push_str(&format!("\x1b[{}m{code}\x1b[0m", op_color(event.op)));
+    } else {
+        line.push_str(code);
+    }
+    line.push_str("  ");
+    line.push_str(&qualified_table(event));
+    if let Some(key) = &event.key {
+        line.push_str("  ");
+        line.push_str(&columns_text(key, &[]));
+    }
+    let key_columns: Vec<&str> = event
+        .key
+        .as_ref()
+        .map(|k| k.iter().map(|(c, _)| c).collect())
+        .unwrap_or_default();
+    let details = match event.op {
+        Op::Create | Op::Read => event
+            .after
+            .as_ref()
+            .map(|after| columns_text(after, &key_columns)),
+        Op::Update => match (&event.before, &event.after) {
+            (Some(before), Some(after)) => Some(changes_text(before, after, &key_columns)),
+            (None, Some(after)) => Some(columns_text(after, &key_columns)),
+            _ => None,
+        },
+        Op::Delete | Op::Truncate => None,
+        Op::Message => event.message.as_ref().map(|m| {
+            format!(
+                "{}: {}",
+                m.prefix,
+                shorten(&m.content.to_string(), PRETTY_VALUE_WIDTH * 2)
+            )
+        }),
+    };
+    if let Some(details) = details.filter(|d| !d.is_empty()) {
+        line.push_str("  ");
+        line.push_str(&details);
+    }
+    if let Some(ts) = event.source.ts_ms {
+        line.push_str("  lag ");
+        line.push_str(&format_lag(now.timestamp_millis() - ts));
+    }
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+}
+
+fn pretty_tombstone(buf: &mut Vec<u8>, raw: &MessageRef<'_>, key: Option<&Row>, color: bool) {
+    let time = raw
+        .timestamp_ms
+        .map(format_time)
+        .unwrap_or_else(|| "-".repeat(23));
+    let label = if color {
+        "\x1b[2mtombstone\x1b[0m"
+    } else {
+        "tombstone"
+    };
+    let key = key.map(|k| columns_text(k, &[])).unwrap_or_default();
+    let line = format!("{time}  {label}  {}  {key}", raw.topic);
+    buf.extend_from_slice(line.trim_end().as_bytes());
+    buf.push(b'\n');
+}
+
+fn op_color(op: Op) -> &'static str {
+    match op {
+        Op::Create => "32",
+        Op::Read => "34",
+        Op::Update => "33",
+        Op::Delete => "31",
+        Op::Truncate => "35",
+        Op::Message => "36",
+    }
+}
+
+/// `col=value col=value`, skipping `skip` columns.
+fn columns_text(row: &Row, skip: &[&str]) -> String {
+    row.iter()
+        .filter(|(c, _)| !skip.contains(c))
+        .map(|(c, v)| format!("{c}={}", value_text(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `col: before → after` for the columns that differ.
+fn changes_text(before: &Row, after: &Row, skip: &[&str]) -> String {
+    let changes: Vec<String> = after
+        .iter()
+        .filter(|(c, _)| !skip.contains(c))
+        .filter_map(|(column, new)| {
+            let old = before.get(column);
+            if matches!(new, Value::Unavailable) || old == Some(new) {
+                return None;
+            }
+            let old = old.map(value_text).unwrap_or_else(|| "∅".into());
+            Some(format!("{column}: {old} → {}", value_text(new)))
+        })
+        .collect();
+    if changes.is_empty() {
+        "(no column changed)".into()
+    } else {
+        changes.join(", ")
+    }
+}
+
+/// A value as shown in a `pretty` line: strings quoted when they would be ambiguous, long values
+/// cut.
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Unavailable => "(unchanged)".into(),
+        Value::String(s) => {
+            let plain = !s.is_empty()
+                && s != "null"
+                && !s.chars().any(|c| c.is_whitespace() || c == '"' || c == '=');
+            let text = if plain {
+                s.clone()
+            } else {
+                serde_json::to_string(s).unwrap_or_default()
+            };
+            shorten(&text, PRETTY_VALUE_WIDTH)
+        }
+        other => shorten(&other.to_string(), PRETTY_VALUE_WIDTH),
+    }
+}
+
+fn shorten(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// `2026-12-03 22:41:05.123` (UTC).
+fn format_time(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `850ms`, `1.2s`, `3m12s`, `2h05m`, `3d04h`.
+fn format_lag(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    if ms < 60_000 {
+        return format!("{:.1}s", ms as f64 / 1000.0);
+    }
+    let s = ms / 1000;
+    if s < 3600 {
+        return format!("{}m{:02}s", s / 60, s % 60);
+    }
+    if s < 86_400 {
+        return format!("{}h{:02}m", s / 3600, (s % 3600) / 60);
+    }
+    format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn start_positions_parse() {
+        assert_eq!(parse_start("beginning", now()).unwrap(), StartAt::Beginning);
+        assert_eq!(parse_start("end", now()).unwrap(), StartAt::End);
+        assert_eq!(
+            parse_start("offset:42", now()).unwrap(),
+            StartAt::Offset(42)
+        );
+        assert_eq!(parse_start("offset:-10", now()).unwrap(), StartAt::Last(10));
+        assert_eq!(
+            parse_start("time:2026-12-03T11:00:00+00:00", now()).unwrap(),
+            StartAt::Time(now().timestamp_millis() - 3_600_000)
+        );
+        assert_eq!(
+            parse_start("-5m", now()).unwrap(),
+            StartAt::Time(now().timestamp_millis() - 300_000)
+        );
+        for bad in ["yesterday", "offset:x", "time:noon", "-5y"] {
+            let err = parse_start(bad, now()).unwrap_err();
+            assert_eq!(err.exit_code(), crate::error::EXIT_USAGE, "{bad}");
+            assert!(err.to_string().contains(bad), "{bad}: {err}");
+        }
+    }
+
+    fn topic(name: &str) -> TopicInfo {
+        TopicInfo {
+            name: name.into(),
+            partitions: vec![0],
+        }
+    }
+
+    fn selection(tables: &[&str], topics: &[&str], pattern: Option<&str>) -> Selection {
+        Selection {
+            tables: tables.iter().map(|s| s.to_string()).collect(),
+            topics: topics.iter().map(|s| s.to_string()).collect(),
+            pattern: pattern.map(|p| Regex::new(&format!("^(?:{p})$")).unwrap()),
+        }
+    }
+
+    fn names(topics: Vec<TopicInfo>) -> Vec<String> {
+        topics.into_iter().map(|t| t.name).collect()
+    }
+
+    #[test]
+    fn tables_resolve_to_their_topics() {
+        let all = [
+            topic("cdc.public.users"),
+            topic("cdc.commerce.products"),
+            topic("cdc.commerce.users"),
+            topic("other.public.users"),
+            topic("cdc.dlq"),
+            topic("__debezium-heartbeat.cdc"),
+        ];
+        let got = selection(&["users", "products"], &[], None)
+            .resolve("cdc", &all)
+            .unwrap();
+        assert_eq!(names(got), ["cdc.public.users", "cdc.commerce.products"]);
+        let got = selection(&["commerce.users"], &[], None)
+            .resolve("cdc", &all)
+            .unwrap();
+        assert_eq!(names(got), ["cdc.commerce.users"]);
+        // Nothing named: every table topic of the prefix, never the DLQ or heartbeats.
+        let got = selection(&[], &[], None).resolve("cdc", &all).unwrap();
+        assert_eq!(
+            names(got),
+            [
+                "cdc.public.users",
+                "cdc.commerce.products",
+                "cdc.commerce.users"
+            ]
+        );
+        let got = selection(&[], &["cdc.dlq"], Some(r"other\..*"))
+            .resolve("cdc", &all)
+            .unwrap();
+        assert_eq!(names(got), ["cdc.dlq", "other.public.users"]);
+    }
+
+    #[test]
+    fn a_missing_table_names_what_exists() {
+        let all = [topic("cdc.public.users"), topic("cdc.public.orders")];
+        let err = selection(&["invoices"], &[], None)
+            .resolve("cdc", &all)
+            .unwrap_err();
+        assert!(err.to_string().contains("cdc.public.invoices"), "{err}");
+        let hint = err.hint().unwrap();
+        assert!(
+            hint.contains("public.users") && hint.contains("public.orders"),
+            "{hint}"
+        );
+        let err = selection(&[], &[], None).resolve("cdc", &[]).unwrap_err();
+        assert!(err.hint().unwrap().contains("create-connector"));
+        let err = selection(&[], &[], Some("nope.*"))
+            .resolve("cdc", &all)
+            .unwrap_err();
+        assert!(err.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn filters_parse_and_reject_nonsense() {
+        let f = Filter::parse(
+            &["c".into(), "update".into()],
+            &["id=42".into(), "7".into()],
+            &["status=paid".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            f.ops.unwrap().into_iter().collect::<Vec<_>>(),
+            vec!["c", "u"]
+        );
+        assert_eq!(
+            f.key,
+            vec![(Some("id".into()), "42".into()), (None, "7".into())]
+        );
+        assert_eq!(f.row, vec![("status".into(), "paid".into())]);
+        assert!(Filter::parse(&["x".into()], &[], &[]).is_err());
+        assert!(Filter::parse(&[], &[], &["status".into()]).is_err());
+    }
+
+    #[test]
+    fn lag_reads_like_a_duration() {
+        assert_eq!(format_lag(-5), "0ms");
+        assert_eq!(format_lag(850), "850ms");
+        assert_eq!(format_lag(1_250), "1.2s");
+        assert_eq!(format_lag(192_000), "3m12s");
+        assert_eq!(format_lag(7_500_000), "2h05m");
+        assert_eq!(format_lag(3 * 86_400_000 + 4 * 3_600_000), "3d04h");
+    }
+
+    #[test]
+    fn long_and_ambiguous_values_are_quoted_and_cut() {
+        assert_eq!(value_text(&Value::String("plain".into())), "plain");
+        assert_eq!(
+            value_text(&Value::String("two words".into())),
+            "\"two words\""
+        );
+        assert_eq!(value_text(&Value::String(String::new())), "\"\"");
+        assert_eq!(value_text(&Value::String("null".into())), "\"null\"");
+        assert_eq!(value_text(&Value::Null), "null");
+        assert_eq!(value_text(&Value::Unavailable), "(unchanged)");
+        let long = value_text(&Value::String("x".repeat(500)));
+        assert_eq!(long.chars().count(), PRETTY_VALUE_WIDTH);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn table_topics_have_three_parts() {
+        assert_eq!(
+            table_of_topic("cdc", "cdc.public.users"),
+            Some(("public", "users"))
+        );
+        assert_eq!(table_of_topic("cdc", "cdc.dlq"), None);
+        assert_eq!(table_of_topic("cdc", "cdcx.public.users"), None);
+        assert_eq!(table_of_topic("cdc", "cdc.a.b.c"), None);
+    }
+}

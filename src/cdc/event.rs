@@ -270,11 +270,11 @@ pub enum RecordFormat {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Source {
     /// Debezium version, e.g. `3.6.3.Final`.
-    pub version: Option<String>,
+    pub version: Option<Arc<str>>,
     /// Connector type, e.g. `postgresql`.
-    pub connector: Option<String>,
+    pub connector: Option<Arc<str>>,
     /// Logical server name (`topic.prefix`).
-    pub name: Option<String>,
+    pub name: Option<Arc<str>>,
     /// Commit time in the database, ms since epoch.
     pub ts_ms: Option<i64>,
     /// Commit time, µs since epoch.
@@ -283,15 +283,15 @@ pub struct Source {
     pub ts_ns: Option<i64>,
     /// Snapshot marker as sent: `true`, `first`, `first_in_data_collection`,
     /// `last_in_data_collection`, `last`, `incremental`, or `false` (see [`Source::is_snapshot`]).
-    pub snapshot: Option<String>,
+    pub snapshot: Option<Arc<str>>,
     /// Database name (Debezium's `db`).
-    pub database: Option<String>,
+    pub database: Option<Arc<str>>,
     /// Postgres: `["<last committed LSN>","<current LSN>"]` as text.
-    pub sequence: Option<String>,
+    pub sequence: Option<Arc<str>>,
     /// Schema name (empty for logical messages).
-    pub schema: Option<String>,
+    pub schema: Option<Arc<str>>,
     /// Table name (empty for logical messages).
-    pub table: Option<String>,
+    pub table: Option<Arc<str>>,
     /// Transaction id (`txId`).
     pub tx_id: Option<i64>,
     /// Log sequence number of the change (orders the changes of one key).
@@ -310,17 +310,17 @@ impl Source {
     /// Sets one field from its decoded value (unknown fields are ignored).
     fn set(&mut self, field: &str, value: Value) {
         match field {
-            "version" => self.version = string_of(value),
-            "connector" => self.connector = string_of(value),
-            "name" => self.name = string_of(value),
+            "version" => self.version = string_of(value).map(Arc::from),
+            "connector" => self.connector = string_of(value).map(Arc::from),
+            "name" => self.name = string_of(value).map(Arc::from),
             "ts_ms" => self.ts_ms = int_of(&value),
             "ts_us" => self.ts_us = int_of(&value),
             "ts_ns" => self.ts_ns = int_of(&value),
-            "snapshot" => self.snapshot = string_of(value),
-            "db" => self.database = string_of(value),
-            "sequence" => self.sequence = string_of(value),
-            "schema" => self.schema = string_of(value),
-            "table" => self.table = string_of(value),
+            "snapshot" => self.snapshot = string_of(value).map(Arc::from),
+            "db" => self.database = string_of(value).map(Arc::from),
+            "sequence" => self.sequence = string_of(value).map(Arc::from),
+            "schema" => self.schema = string_of(value).map(Arc::from),
+            "table" => self.table = string_of(value).map(Arc::from),
             "txId" => self.tx_id = int_of(&value),
             "lsn" => self.lsn = int_of(&value),
             "xmin" => self.xmin = int_of(&value),

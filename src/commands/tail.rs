@@ -781,7 +781,7 @@ fn raw_line(buf: &mut Vec<u8>, value: Option<&[u8]>) {
 fn qualified_table(event: &ChangeEvent) -> String {
     match (&event.source.schema, &event.source.table) {
         (Some(schema), Some(table)) => format!("{schema}.{table}"),
-        (None, Some(table)) => table.clone(),
+        (None, Some(table)) => table.to_string(),
         _ => event.kafka.topic.to_string(),
     }
 }

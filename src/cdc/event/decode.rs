@@ -38,13 +38,33 @@ pub(crate) struct Options {
     pub(crate) placeholder: String,
     /// Its base64 form: what a bytes column carries in JSON.
     pub(crate) placeholder_b64: String,
+    /// The last text seen in each `source` text field. Most of them (version, connector, name,
+    /// db, schema, table, snapshot) repeat on every message: an equal text shares the `Arc`
+    /// instead of allocating again.
+    source_texts: RefCell<[Option<Arc<str>>; SOURCE_TEXT_FIELDS]>,
 }
+
+/// How many `source` text fields [`Options::source_texts`] remembers.
+const SOURCE_TEXT_FIELDS: usize = 8;
 
 impl Options {
     pub(crate) fn new(placeholder: &str) -> Self {
         Self {
             placeholder: placeholder.to_owned(),
             placeholder_b64: BASE64.encode(placeholder.as_bytes()),
+            source_texts: RefCell::default(),
+        }
+    }
+
+    /// `text` as an `Arc`, shared with the previous value of source field `field` when equal.
+    fn source_text(&self, field: usize, text: &str) -> Arc<str> {
+        let Ok(mut last) = self.source_texts.try_borrow_mut() else {
+            return Arc::from(text);
+        };
+        match last.get_mut(field) {
+            Some(Some(seen)) if **seen == *text => Arc::clone(seen),
+            Some(slot) => Arc::clone(slot.insert(Arc::from(text))),
+            None => Arc::from(text),
         }
     }
 
@@ -1104,7 +1124,11 @@ struct SourceSeed<'a> {
 /// A source field, resolved without allocating: its name (for error paths) and its place in
 /// [`Source`].
 enum SourceField {
-    Text(&'static str, fn(&mut Source) -> &mut Option<String>),
+    Text(
+        &'static str,
+        usize,
+        fn(&mut Source) -> &mut Option<Arc<str>>,
+    ),
     Int(&'static str, fn(&mut Source) -> &mut Option<i64>),
     Other,
 }
@@ -1130,17 +1154,17 @@ impl<'de> Visitor<'de> for SourceKey {
     fn visit_str<E: de::Error>(self, key: &str) -> Result<SourceField, E> {
         use SourceField::{Int, Other, Text};
         Ok(match key {
-            "version" => Text("version", |s| &mut s.version),
-            "connector" => Text("connector", |s| &mut s.connector),
-            "name" => Text("name", |s| &mut s.name),
+            "version" => Text("version", 0, |s| &mut s.version),
+            "connector" => Text("connector", 1, |s| &mut s.connector),
+            "name" => Text("name", 2, |s| &mut s.name),
             "ts_ms" => Int("ts_ms", |s| &mut s.ts_ms),
             "ts_us" => Int("ts_us", |s| &mut s.ts_us),
             "ts_ns" => Int("ts_ns", |s| &mut s.ts_ns),
-            "snapshot" => Text("snapshot", |s| &mut s.snapshot),
-            "db" => Text("db", |s| &mut s.database),
-            "sequence" => Text("sequence", |s| &mut s.sequence),
-            "schema" => Text("schema", |s| &mut s.schema),
-            "table" => Text("table", |s| &mut s.table),
+            "snapshot" => Text("snapshot", 3, |s| &mut s.snapshot),
+            "db" => Text("db", 4, |s| &mut s.database),
+            "sequence" => Text("sequence", 5, |s| &mut s.sequence),
+            "schema" => Text("schema", 6, |s| &mut s.schema),
+            "table" => Text("table", 7, |s| &mut s.table),
             "txId" => Int("txId", |s| &mut s.tx_id),
             "lsn" => Int("lsn", |s| &mut s.lsn),
             "xmin" => Int("xmin", |s| &mut s.xmin),
@@ -1173,8 +1197,8 @@ impl<'de> Visitor<'de> for SourceSeed<'_> {
         let mut source = Source::default();
         while let Some(field) = map.next_key_seed(SourceKey)? {
             match field {
-                SourceField::Text(name, slot) => {
-                    let seed = TextSeed { cx: self.cx };
+                SourceField::Text(name, field, slot) => {
+                    let seed = TextSeed { cx: self.cx, field };
                     *slot(&mut source) = trail.field(name, map.next_value_seed(seed))?;
                 }
                 SourceField::Int(name, slot) => {
@@ -1240,6 +1264,8 @@ impl IntSeed<'_> {
 /// A nullable text field of the source block.
 struct TextSeed<'a> {
     cx: &'a Cx<'a>,
+    /// Which source field, for [`Options::source_text`].
+    field: usize,
 }
 
 impl TextSeed<'_> {
@@ -1252,7 +1278,7 @@ impl TextSeed<'_> {
 }
 
 impl<'de> DeserializeSeed<'de> for TextSeed<'_> {
-    type Value = Option<String>;
+    type Value = Option<Arc<str>>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
@@ -1260,7 +1286,7 @@ impl<'de> DeserializeSeed<'de> for TextSeed<'_> {
 }
 
 impl<'de> Visitor<'de> for TextSeed<'_> {
-    type Value = Option<String>;
+    type Value = Option<Arc<str>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string or null")
@@ -1271,12 +1297,12 @@ impl<'de> Visitor<'de> for TextSeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(v.to_owned()))
+        Ok(Some(self.cx.opts.source_text(self.field, v)))
     }
 
     // Debezium 0.x sent `snapshot` as a boolean.
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Some(v.to_string()))
+        Ok(Some(Arc::from(v.to_string())))
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {

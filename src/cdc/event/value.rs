@@ -4,7 +4,9 @@
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelike as _};
+use chrono::{
+    DateTime, Datelike as _, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelike as _,
+};
 use rust_decimal::Decimal;
 use serde::ser::{SerializeMap as _, SerializeSeq as _};
 use serde::{Serialize, Serializer};
@@ -305,7 +307,27 @@ fn write_time(out: &mut impl fmt::Write, t: NaiveTime, frac: Frac) -> fmt::Resul
 }
 
 fn write_date(out: &mut impl fmt::Write, d: NaiveDate) -> fmt::Result {
-    write!(out, "{}", d.format("%Y-%m-%d"))
+    let year = d.year();
+    if !(0..=9999).contains(&year) {
+        // chrono's `%Y` signs years outside 0..=9999 the ISO 8601 way.
+        return write!(out, "{}", d.format("%Y-%m-%d"));
+    }
+    // The common case by hand: strftime re-parses its format on every call (hot in `tail`).
+    let y = year as u32;
+    let (m, day) = (d.month(), d.day());
+    let digits = [
+        b'0' + (y / 1000) as u8,
+        b'0' + (y / 100 % 10) as u8,
+        b'0' + (y / 10 % 10) as u8,
+        b'0' + (y % 10) as u8,
+        b'-',
+        b'0' + (m / 10) as u8,
+        b'0' + (m % 10) as u8,
+        b'-',
+        b'0' + (day / 10) as u8,
+        b'0' + (day % 10) as u8,
+    ];
+    out.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
 }
 
 /// `+02`, `+05:30`, or `Z`/`+02:00` in RFC 3339 style.
@@ -532,6 +554,15 @@ impl<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result> fmt::Display for Text<F> {
 }
 
 /// The JSON rules of the [`super`] module doc.
+/// Renders short text (dates, times) into one string, so the serializer scans it once instead of
+/// escaping each formatting fragment.
+fn buffered(render: impl FnOnce(&mut String) -> fmt::Result) -> String {
+    let mut text = String::with_capacity(40);
+    // Writing to a String cannot fail; the render functions only fail through it.
+    let _ = render(&mut text);
+    text
+}
+
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -546,18 +577,18 @@ impl Serialize for Value {
             Self::Decimal(d) => s.collect_str(d),
             Self::BigDecimal(t) | Self::String(t) => s.serialize_str(t),
             Self::Bytes(b) => s.collect_str(&Text(|f| write_hex(f, b))),
-            Self::Date(d) => s.collect_str(&Text(|f| write_date(f, *d))),
-            Self::Time(t) => s.collect_str(&Text(|f| write_time(f, *t, Frac::Fixed))),
-            Self::TimeTz(t, off) => s.collect_str(&Text(|f| {
+            Self::Date(d) => s.serialize_str(&buffered(|f| write_date(f, *d))),
+            Self::Time(t) => s.serialize_str(&buffered(|f| write_time(f, *t, Frac::Fixed))),
+            Self::TimeTz(t, off) => s.serialize_str(&buffered(|f| {
                 write_time(f, *t, Frac::Fixed)?;
                 write_offset(f, *off, true)
             })),
-            Self::Timestamp(ts) => s.collect_str(&Text(|f| {
+            Self::Timestamp(ts) => s.serialize_str(&buffered(|f| {
                 write_date(f, ts.date())?;
                 f.write_char('T')?;
                 write_time(f, ts.time(), Frac::Fixed)
             })),
-            Self::TimestampTz(ts) => s.collect_str(&Text(|f| {
+            Self::TimestampTz(ts) => s.serialize_str(&buffered(|f| {
                 write_date(f, ts.date_naive())?;
                 f.write_char('T')?;
                 write_time(f, ts.time(), Frac::Fixed)?;

@@ -389,6 +389,27 @@ struct Rendered {
     undecodable: Vec<(usize, String)>,
 }
 
+/// Text buffers handed back by the writer for the next batches: a fresh half-megabyte buffer per
+/// batch costs page faults (the allocator maps and unmaps buffers that size) in every batch.
+#[derive(Default)]
+struct BufferPool(Mutex<Vec<Vec<u8>>>);
+
+impl BufferPool {
+    fn take(&self) -> Vec<u8> {
+        let reused = self.0.lock().ok().and_then(|mut free| free.pop());
+        reused.unwrap_or_else(|| Vec::with_capacity(BATCH_MESSAGES * 512))
+    }
+
+    fn put(&self, mut text: Vec<u8>) {
+        text.clear();
+        if let Ok(mut free) = self.0.lock()
+            && free.len() < 16
+        {
+            free.push(text);
+        }
+    }
+}
+
 /// Messages a worker takes at once: big enough to amortise the hand-offs, small enough to keep
 /// latency low when following (a partial batch is taken as soon as no message is waiting).
 const BATCH_MESSAGES: usize = 1024;
@@ -423,16 +444,17 @@ fn tail(kafka: &Kafka, prefix: &str, plan: &Plan, out: &Output) -> Result<Outcom
     let stop = AtomicBool::new(false);
     // The next batch number; held while a worker takes its batch so numbers follow read order.
     let order = Mutex::new(0_u64);
+    let pool = BufferPool::default();
 
     std::thread::scope(|scope| -> Result<Outcome> {
         let (text_tx, text_rx) = mpsc::sync_channel::<Rendered>(workers * 2);
         let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
             let text_tx = text_tx.clone();
-            let (reader, order, stop) = (&reader, &order, &stop);
+            let (reader, pool, order, stop) = (&reader, &pool, &order, &stop);
             let worker = std::thread::Builder::new().name("tail-decode".into());
             handles.push(worker.spawn_scoped(scope, move || {
-                let result = decode_batches(reader, order, stop, plan, &text_tx);
+                let result = decode_batches(reader, pool, order, stop, plan, &text_tx);
                 if result.is_err() {
                     stop.store(true, Ordering::Relaxed);
                 }
@@ -441,7 +463,8 @@ fn tail(kafka: &Kafka, prefix: &str, plan: &Plan, out: &Output) -> Result<Outcom
         }
         drop(text_tx);
         let writer = std::thread::Builder::new().name("tail-write".into());
-        let writer = writer.spawn_scoped(scope, || write_in_order(text_rx, plan, out, &stop))?;
+        let writer =
+            writer.spawn_scoped(scope, || write_in_order(text_rx, &pool, plan, out, &stop))?;
 
         let mut read = Ok(());
         for handle in handles {
@@ -473,6 +496,7 @@ fn tail(kafka: &Kafka, prefix: &str, plan: &Plan, out: &Output) -> Result<Outcom
 /// `--follow`), stopped, or the writer is gone.
 fn decode_batches(
     reader: &Reader,
+    pool: &BufferPool,
     order: &Mutex<u64>,
     stop: &AtomicBool,
     plan: &Plan,
@@ -512,7 +536,7 @@ fn decode_batches(
             *next += 1;
             *next - 1
         };
-        let text = render(&mut decoder, plan, seq, &messages);
+        let text = render(&mut decoder, pool, plan, seq, &messages);
         messages.clear();
         if rendered.send(text).is_err() {
             return Ok(());
@@ -527,13 +551,14 @@ fn decode_batches(
 /// Decodes, filters and formats one batch.
 fn render(
     decoder: &mut Decoder,
+    pool: &BufferPool,
     plan: &Plan,
     seq: u64,
     messages: &[BorrowedMessage<'_>],
 ) -> Rendered {
     let mut rendered = Rendered {
         seq,
-        text: Vec::with_capacity(messages.len() * 512),
+        text: pool.take(),
         ends: Vec::with_capacity(messages.len()),
         undecodable: Vec::new(),
     };
@@ -599,6 +624,7 @@ fn render(
 /// number of undecodable messages.
 fn write_in_order(
     rendered: mpsc::Receiver<Rendered>,
+    pool: &BufferPool,
     plan: &Plan,
     out: &Output,
     stop: &AtomicBool,
@@ -636,6 +662,7 @@ fn write_in_order(
                 }
                 sink.write_all(&batch.text[at..shown_until])?;
                 printed += batch.ends.iter().filter(|&&e| e <= shown_until).count() as u64;
+                pool.put(batch.text);
                 if limit_reached {
                     stop.store(true, Ordering::Relaxed);
                     sink.flush()?;

@@ -2,6 +2,7 @@
 //! changes the source: connecting with sslmode disable/prefer/require, identifier quoting, and
 //! qualified table names. No CLI knowledge: errors are typed, the command decides what to print.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -260,6 +261,54 @@ pub async fn resolve_table(
         }
     }
     Ok(None)
+}
+
+/// A publication as Postgres has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// `FOR ALL TABLES`.
+    pub all_tables: bool,
+    /// The tables it publishes (every table of the database when `all_tables`).
+    pub tables: BTreeSet<TableName>,
+}
+
+impl Publication {
+    /// True when it publishes every one of `tables`.
+    pub fn covers(&self, tables: &[TableName]) -> bool {
+        self.all_tables || tables.iter().all(|t| self.tables.contains(t))
+    }
+}
+
+/// The publication `name`, or `None` when there is none.
+pub async fn find_publication(
+    client: &tokio_postgres::Client,
+    name: &str,
+) -> Result<Option<Publication>> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
+            &[&name],
+        )
+        .await
+        .context("cannot read publications")?
+    else {
+        return Ok(None);
+    };
+    let rows = client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables \
+             WHERE pubname = $1",
+            &[&name],
+        )
+        .await
+        .context("cannot read the publication's tables")?;
+    Ok(Some(Publication {
+        all_tables: row.get(0),
+        tables: rows
+            .iter()
+            .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect(),
+    }))
 }
 
 /// True when the table (ordinary or partitioned) exists, spelled exactly as given.

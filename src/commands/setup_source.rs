@@ -18,8 +18,8 @@ use tokio_postgres::Client;
 
 use crate::cli::{ReplicaIdentity, SetupSourceArgs};
 use crate::clients::postgres::{
-    Postgres, TableName, list_tables, parse_table_list, quote_ident, quote_literal, resolve_table,
-    table_exists,
+    Postgres, TableName, find_publication, list_tables, parse_table_list, quote_ident,
+    quote_literal, resolve_table, table_exists,
 };
 use crate::config::Config;
 use crate::demo;
@@ -643,33 +643,16 @@ async fn publication(
     dry_run: bool,
     report: &mut SetupSourceReport,
 ) -> Result<()> {
-    let existing = db
-        .query_opt(
-            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
-            &[&name],
-        )
-        .await
-        .context("cannot read publications")?;
+    let existing = find_publication(db, name).await?;
     let list = |ts: &[&TableName]| ts.iter().map(|t| t.quoted()).collect::<Vec<_>>().join(", ");
     let (status, detail, sql) = match existing {
-        Some(row) if row.get::<_, bool>(0) => (
+        Some(publication) if publication.all_tables => (
             ActionStatus::Unchanged,
             "publishes all tables".to_string(),
             Vec::new(),
         ),
-        Some(_) => {
-            let rows = db
-                .query(
-                    "SELECT schemaname::text, tablename::text FROM pg_publication_tables \
-                     WHERE pubname = $1",
-                    &[&name],
-                )
-                .await
-                .context("cannot read the publication's tables")?;
-            let current: BTreeSet<TableName> = rows
-                .iter()
-                .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
-                .collect();
+        Some(publication) => {
+            let current = publication.tables;
             let missing: Vec<&TableName> = tables.iter().filter(|t| !current.contains(t)).collect();
             let kept: Vec<String> = current
                 .iter()

@@ -13,7 +13,7 @@ mod lifecycle;
 pub mod spec;
 mod wait;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, Result};
@@ -22,7 +22,9 @@ use tokio_postgres::Client;
 
 use crate::cli::{ApplyConnectorArgs, CreateConnectorArgs};
 use crate::clients::connect::{ConnectClient, ConnectorConfig, PluginInfo};
-use crate::clients::postgres::{Postgres, TableName, parse_table_list, resolve_table};
+use crate::clients::postgres::{
+    Postgres, TableName, find_publication, parse_table_list, resolve_table,
+};
 use crate::config::{Config, PostgresConfig};
 use crate::error::{CliError, Outcome};
 use crate::output::Output;
@@ -300,7 +302,7 @@ async fn apply(args: &ApplyConnectorArgs, config: &Config, out: &Output) -> Resu
     {
         Some(p) => p,
         None => {
-            let shared = publication_state(db, spec::SETUP_SOURCE_PUBLICATION).await?;
+            let shared = find_publication(db, spec::SETUP_SOURCE_PUBLICATION).await?;
             match (&shared, &known_tables) {
                 (Some(state), Some(tables)) if state.covers(tables) => {
                     notes.push(format!(
@@ -653,46 +655,6 @@ async fn check_slot(
     Ok(())
 }
 
-/// A publication as the catalog has it.
-struct PublicationState {
-    all_tables: bool,
-    tables: BTreeSet<TableName>,
-}
-
-impl PublicationState {
-    fn covers(&self, tables: &[TableName]) -> bool {
-        self.all_tables || tables.iter().all(|t| self.tables.contains(t))
-    }
-}
-
-async fn publication_state(db: &Client, name: &str) -> Result<Option<PublicationState>> {
-    let Some(row) = db
-        .query_opt(
-            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
-            &[&name],
-        )
-        .await
-        .context("cannot read publications")?
-    else {
-        return Ok(None);
-    };
-    let rows = db
-        .query(
-            "SELECT schemaname::text, tablename::text FROM pg_publication_tables \
-             WHERE pubname = $1",
-            &[&name],
-        )
-        .await
-        .context("cannot read the publication's tables")?;
-    Ok(Some(PublicationState {
-        all_tables: row.get(0),
-        tables: rows
-            .iter()
-            .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
-            .collect(),
-    }))
-}
-
 /// `publication.autocreate.mode`. Debezium's `filtered` creates the publication, and also
 /// rewrites an existing one to exactly the connector's tables (observed with 3.6: tables are
 /// removed), so it is used only for a publication that is absent or this connector's own. One
@@ -705,7 +667,7 @@ async fn publication_mode(
     tables: Option<&[TableName]>,
     notes: &mut Vec<String>,
 ) -> Result<String> {
-    let state = publication_state(db, publication).await?;
+    let state = find_publication(db, publication).await?;
     let Some(state) = state.filter(|_| !owned) else {
         return Ok("filtered".into());
     };

@@ -41,4 +41,7 @@ cdcctl generate-data --events 2000 --tx-size 10 --rate 1000
 step "cdcctl connector status (the connector streams those changes to Kafka)"
 cdcctl connector status
 
+step "cdcctl tail (the last changes of public.users, decoded)"
+cdcctl tail users --from offset:-5 --until-end
+
 printf '\nThe stack keeps running; stop it with scripts/stack.sh down.\n'

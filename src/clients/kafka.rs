@@ -5,6 +5,7 @@
 //! commands run them on a blocking thread.
 
 use std::collections::BTreeMap;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ use crate::error::CliError;
 
 /// How long metadata and offset lookups may take before the broker counts as unreachable.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a bootstrap server may take to accept a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// librdkafka properties that hold secrets; their values are never shown.
 const SECRET_PROPERTIES: &[&str] = &[
@@ -172,8 +176,41 @@ impl Kafka {
         .into()
     }
 
+    /// Fails at once when no bootstrap server accepts a TCP connection: librdkafka would retry
+    /// until the metadata timeout (10 s) before saying the same.
+    fn check_reachable(&self) -> Result<()> {
+        let mut last_error = None;
+        for server in self
+            .brokers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let addresses = match server.to_socket_addrs() {
+                Ok(addresses) => addresses,
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            for address in addresses {
+                match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last_error = Some(e),
+                }
+            }
+        }
+        Err(CliError::Unreachable {
+            service: "Kafka".into(),
+            endpoint: self.brokers.clone(),
+            source: last_error.map(anyhow::Error::new),
+        }
+        .into())
+    }
+
     /// Every topic in the cluster with its partitions, sorted by name.
     pub fn topics(&self) -> Result<Vec<TopicInfo>> {
+        self.check_reachable()?;
         let consumer = self.standalone_consumer(false)?;
         let metadata = consumer
             .fetch_metadata(None, METADATA_TIMEOUT)

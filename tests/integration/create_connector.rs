@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use cdcctl::clients::connect::{ConnectorConfig, Restart, State};
 use cdcctl::error::{EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use serde_json::Value;
 
 use crate::support::{TestContext, TestDir};
@@ -44,16 +43,7 @@ fn snapshot(ctx: &TestContext, name: &str, text: String) {
 /// Reads the topic from the beginning until a change event whose `after` has `email` equal to
 /// `marker`; returns when it was seen.
 fn wait_for_row(ctx: &TestContext, topic: &str, marker: &str, within: Duration) -> Instant {
-    let consumer: BaseConsumer = ctx
-        .kafka_config()
-        .set("group.id", &ctx.group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
+    let consumer = ctx.topic_reader(topic);
     let deadline = Instant::now() + within;
     loop {
         assert!(

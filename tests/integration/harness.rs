@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::support::TestContext;
 
@@ -63,16 +61,7 @@ async fn isolated_topic_round_trips_a_message() {
         .map_err(|(e, _)| e)
         .expect("produce");
 
-    let consumer: BaseConsumer = ctx
-        .kafka_config()
-        .set("group.id", &ctx.group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
+    let consumer = ctx.topic_reader(&topic);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let msg = loop {
         assert!(

@@ -269,6 +269,24 @@ impl TestContext {
         cfg
     }
 
+    /// A consumer of partition 0 of `topic` from the beginning, under this test's group, that
+    /// never commits.
+    pub fn topic_reader(&self, topic: &str) -> rdkafka::consumer::BaseConsumer {
+        use rdkafka::consumer::Consumer;
+        let consumer: rdkafka::consumer::BaseConsumer = self
+            .kafka_config()
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("Kafka consumer");
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        partitions
+            .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+            .expect("partition");
+        consumer.assign(&partitions).expect("assign");
+        consumer
+    }
+
     /// Applies a Debezium connector for this test's database, topic prefix, connector name and
     /// slot through `cdcctl create-connector --wait`, asserts it is RUNNING, and returns the JSON
     /// report. Topics are `<topic_prefix>.<schema>.<table>`. Dropping the context deletes the

@@ -26,15 +26,6 @@ pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a bootstrap server may take to accept a TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// librdkafka properties that hold secrets; their values are never shown.
-const SECRET_PROPERTIES: &[&str] = &[
-    "sasl.password",
-    "ssl.key.password",
-    "ssl.keystore.password",
-    "ssl.key.pem",
-    "sasl.oauthbearer.client.secret",
-];
-
 /// Routes librdkafka's own logs and error callbacks to `-v` tracing: the errors that matter reach
 /// the caller as typed results of `poll` and metadata calls, worded for people.
 pub struct QuietContext;
@@ -102,31 +93,6 @@ impl Kafka {
             brokers: config.brokers.clone(),
             properties: config.properties.clone(),
         }
-    }
-
-    /// The bootstrap servers, for messages.
-    pub fn brokers(&self) -> &str {
-        &self.brokers
-    }
-
-    /// The extra properties with secret values replaced by `****`.
-    pub fn redacted_properties(&self) -> BTreeMap<String, String> {
-        self.properties
-            .iter()
-            .map(|(k, v)| {
-                let shown = if SECRET_PROPERTIES.contains(&k.as_str()) {
-                    "****".to_string()
-                } else {
-                    v.clone()
-                };
-                (k.clone(), shown)
-            })
-            .collect()
-    }
-
-    /// A client configuration with the brokers and the profile's extra properties.
-    pub fn client_config(&self) -> ClientConfig {
-        self.client_config_with(&[])
     }
 
     /// A client configuration with cdcctl's `defaults` for a use, then the profile's extra
@@ -281,7 +247,6 @@ impl Kafka {
             consumer,
             brokers: self.brokers.clone(),
             pending: Mutex::new(pending),
-            watermarks,
         })
     }
 
@@ -328,15 +293,9 @@ pub struct Reader {
     brokers: String,
     /// Partitions not yet read up to their start-time high watermark: (topic, partition, high).
     pending: Mutex<Vec<(String, i32, i64)>>,
-    watermarks: BTreeMap<(String, i32), Watermarks>,
 }
 
 impl Reader {
-    /// The watermarks of every assigned partition when the reader started.
-    pub fn watermarks(&self) -> &BTreeMap<(String, i32), Watermarks> {
-        &self.watermarks
-    }
-
     /// True when every partition has been read up to where it ended at start.
     pub fn caught_up(&self) -> bool {
         self.pending().is_empty()

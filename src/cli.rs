@@ -711,7 +711,7 @@ pub struct TailArgs {
     /// `time:RFC3339` or a relative time such as `-5m`
     ///
     /// Default: `end` when following, `beginning` otherwise.
-    #[arg(long, value_name = "POSITION")]
+    #[arg(long, value_name = "POSITION", allow_hyphen_values = true)]
     pub from: Option<String>,
 
     /// Keep reading new changes until interrupted (default on a terminal)

@@ -573,6 +573,14 @@ fn render(
             value: message.payload(),
         };
         let buf = &mut rendered.text;
+        // Raw without filters needs no decoding: every message is shown as stored.
+        if plan.format == TailFormat::Raw && plan.filter.is_empty() {
+            if raw.value.is_some() || plan.tombstones {
+                raw_line(buf, raw.value);
+                rendered.ends.push(buf.len());
+            }
+            continue;
+        }
         let shown = match decoder.decode(&raw) {
             Ok(Decoded::Change(event)) => {
                 if !plan.filter.accepts(&event) {
@@ -604,13 +612,7 @@ fn render(
                         raw.topic, raw.partition, raw.offset
                     ),
                 ));
-                // Raw output shows every message as stored, decodable or not.
-                if plan.format == TailFormat::Raw && plan.filter.is_empty() {
-                    raw_line(&mut rendered.text, raw.value);
-                    true
-                } else {
-                    false
-                }
+                false
             }
         };
         if shown {

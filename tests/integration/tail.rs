@@ -29,6 +29,13 @@ fn tail(ctx: &TestContext, args: &[&str]) -> (u8, String, String) {
     )
 }
 
+/// Runs `tail`, asserts it succeeded, and returns stdout.
+fn tail_ok(ctx: &TestContext, args: &[&str]) -> String {
+    let (code, stdout, stderr) = tail(ctx, args);
+    assert_eq!(code, EXIT_OK, "tail {args:?}: {stderr}");
+    stdout
+}
+
 /// `tail --until-end -o json` until it prints at least `n` events (Debezium needs a moment).
 fn json_events(ctx: &TestContext, table: &str, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -131,12 +138,12 @@ async fn changes_arrive_decoded_with_exact_values() {
     });
 
     // Filters: one op, a key, a column value, a count.
-    let (_, stdout, _) = tail(
+    let stdout = tail_ok(
         &ctx,
         &["all_types", "--until-end", "--op", "u", "-o", "json"],
     );
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    let (_, stdout, _) = tail(
+    let stdout = tail_ok(
         &ctx,
         &["all_types", "--until-end", "--key", "id=2", "-o", "json"],
     );
@@ -150,7 +157,7 @@ async fn changes_arrive_decoded_with_exact_values() {
         })
         .collect();
     assert_eq!(ops, ["r", "d"]);
-    let (_, stdout, _) = tail(
+    let stdout = tail_ok(
         &ctx,
         &["all_types", "-e", "--where", "note=hello", "-o", "json"],
     );
@@ -159,15 +166,15 @@ async fn changes_arrive_decoded_with_exact_values() {
         2,
         "snapshot and update of id 1: {stdout}"
     );
-    let (_, stdout, _) = tail(&ctx, &["all_types", "-e", "-n", "3", "-o", "json"]);
+    let stdout = tail_ok(&ctx, &["all_types", "-e", "-n", "3", "-o", "json"]);
     assert_eq!(stdout.lines().count(), 3);
     // With tombstones: the delete of id 2 is followed by one.
-    let (_, stdout, _) = tail(&ctx, &["all_types", "-e", "--tombstones", "-o", "json"]);
+    let stdout = tail_ok(&ctx, &["all_types", "-e", "--tombstones", "-o", "json"]);
     let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["op"], "tombstone");
     assert_eq!(last["key"], json!({"id": 2}));
     // `--from offset:-1` reads only the last message of the partition.
-    let (_, stdout, _) = tail(
+    let stdout = tail_ok(
         &ctx,
         &[
             "all_types",
@@ -180,6 +187,15 @@ async fn changes_arrive_decoded_with_exact_values() {
         ],
     );
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    // By time: everything was written within the hour; nothing after 2099.
+    let (code, stdout, stderr) = tail(&ctx, &["all_types", "-e", "--from", "-1h", "-o", "json"]);
+    assert_eq!(code, EXIT_OK, "{stderr}");
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
+    let (code, stdout, _) = tail(
+        &ctx,
+        &["all_types", "-e", "--from", "time:2099-01-01T00:00:00Z"],
+    );
+    assert_eq!((code, stdout.as_str()), (EXIT_OK, ""));
     // `--from end` without follow has nothing to read.
     let (code, stdout, _) = tail(&ctx, &["all_types", "-e", "--from", "end"]);
     assert_eq!((code, stdout.as_str()), (EXIT_OK, ""));
@@ -242,7 +258,7 @@ async fn undecodable_messages_are_reported_and_a_closed_pipe_is_quiet() {
         "{stderr}"
     );
     // `--format raw` prints the messages as stored, the undecodable one included.
-    let (_, stdout, _) = tail(&ctx, &["users", "-e", "--format", "raw"]);
+    let stdout = tail_ok(&ctx, &["users", "-e", "--format", "raw"]);
     assert_eq!(stdout.lines().last(), Some("not json at all"));
 
     // `cdcctl tail | head -1`: the reader goes away after one line; exit 0, nothing on stderr.

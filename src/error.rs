@@ -181,10 +181,13 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// The first [`CliError`] in the chain, if any.
+/// The outermost [`CliError`] in the chain, if any: one attached with `.context(CliError::..)`
+/// (which `chain()` shows only as text) or one that is a cause.
 pub fn find_cli_error(err: &anyhow::Error) -> Option<&CliError> {
-    err.chain()
-        .find_map(|cause| cause.downcast_ref::<CliError>())
+    err.downcast_ref::<CliError>().or_else(|| {
+        err.chain()
+            .find_map(|cause| cause.downcast_ref::<CliError>())
+    })
 }
 
 /// The exit code for an error that escaped a command.
@@ -232,6 +235,18 @@ mod tests {
         })
         .context("outer");
         assert_eq!(exit_code_for(&err), EXIT_USAGE);
+        // Attached as context to another error, then wrapped again: still found.
+        let err = anyhow::Error::new(io::Error::other("permission denied"))
+            .context(CliError::Usage {
+                message: "cannot change the setting".into(),
+                hint: Some("ask a superuser".into()),
+            })
+            .context("applying");
+        assert_eq!(exit_code_for(&err), EXIT_USAGE);
+        assert_eq!(
+            find_cli_error(&err).and_then(CliError::hint).as_deref(),
+            Some("ask a superuser")
+        );
     }
 
     #[test]

@@ -111,35 +111,31 @@ impl Kafka {
         config
     }
 
-    /// A consumer that is not a member of any group and never commits offsets.
-    fn standalone_consumer(&self, fetch: bool) -> Result<QuietConsumer> {
+    /// A session: one consumer, not a member of any group, that never commits offsets, for the
+    /// metadata and then the reading (one client to set up and tear down, not two).
+    pub fn open(&self) -> Result<Session> {
+        self.check_reachable()?;
         // librdkafka wants a group id even for `assign`; it is never joined (no `subscribe`) and
-        // nothing is committed under it.
-        let mut defaults = vec![
+        // nothing is committed under it. A reader of a backlog is throughput-bound, like kcat.
+        // When the local queue is full librdkafka pauses fetching for `fetch.queue.backoff.ms`
+        // (1 s by default): a reader that decodes would spend most of its time waiting. Resume
+        // almost at once instead.
+        let defaults = [
             ("group.id", format!("cdcctl-reader-{}", std::process::id())),
             ("enable.auto.commit", "false".into()),
             ("enable.auto.offset.store", "false".into()),
             ("enable.partition.eof", "true".into()),
+            ("fetch.queue.backoff.ms", "10".into()),
+            ("fetch.wait.max.ms", "100".into()),
         ];
-        if fetch {
-            // A reader of a backlog is throughput-bound, like kcat. When the local queue is full
-            // librdkafka pauses fetching for `fetch.queue.backoff.ms` (1 s by default): a reader
-            // that decodes then spends most of its time waiting. Resume almost at once instead.
-            defaults.push(("fetch.queue.backoff.ms", "10".into()));
-            defaults.push(("fetch.wait.max.ms", "100".into()));
-        }
-        self.client_config_with(&defaults)
+        let consumer = self
+            .client_config_with(&defaults)
             .create_with_context(QuietContext)
-            .context("cannot create a Kafka consumer (check `kafka.properties`)")
-    }
-
-    fn unreachable(&self, source: KafkaError) -> anyhow::Error {
-        CliError::Unreachable {
-            service: "Kafka".into(),
-            endpoint: self.brokers.clone(),
-            source: Some(source.into()),
-        }
-        .into()
+            .context("cannot create a Kafka consumer (check `kafka.properties`)")?;
+        Ok(Session {
+            consumer,
+            brokers: self.brokers.clone(),
+        })
     }
 
     /// Fails at once when no bootstrap server accepts a TCP connection: librdkafka would retry
@@ -173,12 +169,32 @@ impl Kafka {
         }
         .into())
     }
+}
+
+/// One consumer on the brokers: metadata first, then [`Session::reader`].
+pub struct Session {
+    consumer: QuietConsumer,
+    brokers: String,
+}
+
+fn unreachable(brokers: &str, source: KafkaError) -> anyhow::Error {
+    CliError::Unreachable {
+        service: "Kafka".into(),
+        endpoint: brokers.to_string(),
+        source: Some(source.into()),
+    }
+    .into()
+}
+
+impl Session {
+    fn unreachable(&self, source: KafkaError) -> anyhow::Error {
+        unreachable(&self.brokers, source)
+    }
 
     /// Every topic in the cluster with its partitions, sorted by name.
     pub fn topics(&self) -> Result<Vec<TopicInfo>> {
-        self.check_reachable()?;
-        let consumer = self.standalone_consumer(false)?;
-        let metadata = consumer
+        let metadata = self
+            .consumer
             .fetch_metadata(None, METADATA_TIMEOUT)
             .map_err(|e| self.unreachable(e))?;
         let mut topics: Vec<TopicInfo> = metadata
@@ -199,13 +215,13 @@ impl Kafka {
     }
 
     /// A reader of the given partitions from `start`.
-    pub fn reader(&self, topics: &[TopicInfo], start: StartAt) -> Result<Reader> {
-        let consumer = self.standalone_consumer(true)?;
+    pub fn reader(self, topics: &[TopicInfo], start: StartAt) -> Result<Reader> {
         let mut list = TopicPartitionList::new();
         let mut watermarks = BTreeMap::new();
         for topic in topics {
             for &partition in &topic.partitions {
-                let marks = consumer
+                let marks = self
+                    .consumer
                     .fetch_watermarks(&topic.name, partition, METADATA_TIMEOUT)
                     .map_err(|e| self.unreachable(e))?;
                 let marks = Watermarks {
@@ -224,7 +240,7 @@ impl Kafka {
             }
         }
         if let StartAt::Time(ms) = start {
-            list = self.offsets_for_time(&consumer, &list, ms)?;
+            list = self.offsets_for_time(&list, ms)?;
         }
         // Partitions whose start is already at the end have nothing to read.
         let mut pending = Vec::new();
@@ -240,27 +256,23 @@ impl Kafka {
                 pending.push((key.0, key.1, marks.high));
             }
         }
-        consumer
+        self.consumer
             .assign(&list)
             .context("cannot assign the topic partitions")?;
         Ok(Reader {
-            consumer,
-            brokers: self.brokers.clone(),
+            consumer: self.consumer,
+            brokers: self.brokers,
             pending: Mutex::new(pending),
         })
     }
 
-    fn offsets_for_time(
-        &self,
-        consumer: &QuietConsumer,
-        list: &TopicPartitionList,
-        ms: i64,
-    ) -> Result<TopicPartitionList> {
+    fn offsets_for_time(&self, list: &TopicPartitionList, ms: i64) -> Result<TopicPartitionList> {
         let mut query = TopicPartitionList::new();
         for element in list.elements() {
             query.add_partition_offset(element.topic(), element.partition(), Offset::Offset(ms))?;
         }
-        let found = consumer
+        let found = self
+            .consumer
             .offsets_for_times(query, METADATA_TIMEOUT)
             .map_err(|e| self.unreachable(e))?;
         // A partition with no message at or after the time starts at its end.

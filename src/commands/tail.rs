@@ -210,7 +210,7 @@ impl Selection {
             }
             if chosen.len() == before && self.tables.is_empty() && self.topics.is_empty() {
                 return Err(CliError::Usage {
-                    message: format!("no topic matches --pattern `{}`", pattern.as_str()),
+                    message: format!("no topic matches --pattern `{}`", whole_name(pattern)),
                     hint: Some("the pattern must match the whole topic name".into()),
                 });
             }
@@ -232,6 +232,14 @@ impl Selection {
         }
         Ok(chosen)
     }
+}
+
+/// The pattern as the user wrote it, without the anchors that make it match whole names.
+fn whole_name(pattern: &Regex) -> &str {
+    let text = pattern.as_str();
+    text.strip_prefix("^(?:")
+        .and_then(|t| t.strip_suffix(")$"))
+        .unwrap_or(text)
 }
 
 /// `(schema, table)` when `topic` is a table topic `<prefix>.<schema>.<table>`.
@@ -419,9 +427,10 @@ const BATCH_MESSAGES: usize = 1024;
 /// hands the text to one writer that prints batches in order. Reading a backlog is then bound by
 /// the broker, like kcat, rather than by JSON decoding on one core.
 fn tail(kafka: &Kafka, prefix: &str, plan: &Plan, out: &Output) -> Result<Outcome> {
-    let all = kafka.topics()?;
+    let session = kafka.open()?;
+    let all = session.topics()?;
     let topics = plan.selection.resolve(prefix, &all)?;
-    let reader = kafka.reader(&topics, plan.start)?;
+    let reader = session.reader(&topics, plan.start)?;
     if plan.follow && !out.is_quiet() {
         let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
         let from = match plan.start {
@@ -1088,7 +1097,7 @@ mod tests {
         let err = selection(&[], &[], Some("nope.*"))
             .resolve("cdc", &all)
             .unwrap_err();
-        assert!(err.to_string().contains("nope"));
+        assert!(err.to_string().contains("--pattern `nope.*`"), "{err}");
     }
 
     #[test]

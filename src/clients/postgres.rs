@@ -1,6 +1,8 @@
 //! The one Postgres client of cdcctl (tokio-postgres), shared by every subcommand that reads or
 //! changes the source: connecting with sslmode disable/prefer/require, identifier quoting, and
 //! qualified table names. No CLI knowledge: errors are typed, the command decides what to print.
+//! `generate-data`'s catalog reads live in [`catalog`], its key reads and sequence reservations
+//! in [`keys`].
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -11,6 +13,9 @@ use tokio_postgres::config::SslMode;
 
 use crate::config::PostgresConfig;
 use crate::error::CliError;
+
+pub mod catalog;
+pub mod keys;
 
 /// How long to wait for the server to accept a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,21 +1,23 @@
 //! `cdcctl generate-data`: fill Postgres with realistic rows and drive a stream of changes.
 //!
-//! 1. Targets: the demo tables, or `--table` (any table with a primary key). The catalog gives
-//!    each column's type, the keys, unique indexes and foreign keys; `datagen::schema` turns that
-//!    into a generation plan (pure, unit-tested there).
+//! 1. Targets: the demo tables, or `--table` (any table with a primary key). The catalog
+//!    (`clients::postgres::catalog`) gives each column's type, the keys, unique indexes and
+//!    foreign keys; `datagen::schema` turns that into a generation plan (pure, unit-tested
+//!    there).
 //! 2. `--rows N`: N rows per table with `COPY ... FROM STDIN` (text format), parents first,
 //!    streamed over up to four connections in batches of [`BATCH_ROWS`] rows, each batch its own
 //!    transaction. Sequence-backed keys are reserved up front (`nextval`), so a row's content,
 //!    seeded by its key, does not depend on which connection carried it.
 //! 3. `--events N` / `--duration D`: inserts, updates and deletes in transactions of `--tx-size`,
-//!    paced to `--rate`, against keys tracked in memory (loaded at start, ordered, so the same
-//!    seed picks the same rows). Deletes remove referencing rows first, in the same transaction.
+//!    paced to `--rate`, against keys tracked in memory (`datagen::keys`; loaded at start,
+//!    ordered, so the same seed picks the same rows). Deletes remove referencing rows first, in
+//!    the same transaction.
 //! 4. A summary: rows per table and operation, elapsed time, rows per second. Ctrl-C stops after
 //!    the current transaction and still prints it (exit 0).
 //!
 //! Values are bound as text parameters cast to the column's type; identifiers are quoted.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,15 +34,21 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use crate::cli::GenerateDataArgs;
+use crate::clients::postgres::catalog::{ChildFk, key_sequence, read_table, referencing_tables};
+use crate::clients::postgres::keys::{
+    count_and_max_key, distinct_values, max_int8, next_sequence_values, ordered_int_keys,
+    ordered_text_keys, reserve_sequence_range,
+};
 use crate::clients::postgres::{
     Postgres, TableName, parse_table_list, quote_ident, resolve_table, table_exists,
 };
 use crate::config::{Config, PostgresConfig};
-use crate::datagen::mix::{Mix, Op};
-use crate::datagen::schema::{
-    CatalogColumn, CatalogForeignKey, CatalogTable, KeyMode, Kind, ParentKeys, Source, TableSpec,
-    scalar_kind,
+use crate::datagen::keys::{
+    FixedParents, Identities, KeySet, KeyVal, LiveParents, ParentSource, Reservation, int_keys,
+    integer_key, parents_first,
 };
+use crate::datagen::mix::{Mix, Op};
+use crate::datagen::schema::{KeyMode, Kind, Source, TableSpec};
 use crate::datagen::{stable_hash, stream_rng};
 use crate::demo;
 use crate::error::{CliError, Outcome};
@@ -144,35 +152,7 @@ pub async fn run(args: &GenerateDataArgs, config: &Config, out: &Output) -> Resu
     let pg = Postgres::connect(&config.postgres).await?;
     let client = pg.client();
 
-    let names = target_names(client, args).await?;
-    let mut specs = Vec::with_capacity(names.len());
-    for name in &names {
-        let cat = read_table(client, name).await?;
-        let spec = TableSpec::build(&cat).map_err(|reason| {
-            usage(
-                reason,
-                Some(
-                    "generate-data needs a primary key, and values or defaults for every \
-                     NOT NULL column"
-                        .to_string(),
-                ),
-            )
-        })?;
-        specs.push(spec);
-    }
-    let mut specs = parents_first(specs);
-    let mut large_text_columns = Vec::new();
-    if args.large_text {
-        for spec in &mut specs {
-            match spec.choose_large_text() {
-                Some(col) => large_text_columns.push(format!("{}.{col}", spec.name)),
-                None => out.warn(&format!(
-                    "`{}` has no unbounded text column: its rows stay small with --large-text",
-                    spec.name
-                )),
-            }
-        }
-    }
+    let (specs, large_text_columns) = plan_targets(client, args, out).await?;
     let streaming = args.events.is_some() || args.duration.is_some();
     let mut state = State::prepare(client, specs, streaming).await?;
 
@@ -241,65 +221,45 @@ pub async fn run(args: &GenerateDataArgs, config: &Config, out: &Output) -> Resu
     Ok(Outcome::Ok)
 }
 
-fn print_report(out: &Output, report: &GenerateDataReport) -> Result<()> {
-    out.report(report, |w| {
-        let mut table = out.table(["TABLE", "INSERTED", "UPDATED", "DELETED"]);
-        let num = |n: u64| Cell::new(n).set_alignment(CellAlignment::Right);
-        for t in &report.tables {
-            table.add_row([
-                Cell::new(&t.table),
-                num(t.inserted),
-                num(t.updated),
-                num(t.deleted),
-            ]);
+// ---------------------------------------------------------------------------------------------
+// Plan
+
+/// The targets as generation plans, parents first, and the `--large-text` columns chosen.
+async fn plan_targets(
+    client: &Client,
+    args: &GenerateDataArgs,
+    out: &Output,
+) -> Result<(Vec<TableSpec>, Vec<String>)> {
+    let names = target_names(client, args).await?;
+    let mut specs = Vec::with_capacity(names.len());
+    for name in &names {
+        let cat = read_table(client, name).await?;
+        let spec = TableSpec::build(&cat).map_err(|reason| {
+            usage(
+                reason,
+                Some(
+                    "generate-data needs a primary key, and values or defaults for every \
+                     NOT NULL column"
+                        .to_string(),
+                ),
+            )
+        })?;
+        specs.push(spec);
+    }
+    let mut specs = parents_first(specs);
+    let mut large_text_columns = Vec::new();
+    if args.large_text {
+        for spec in &mut specs {
+            match spec.choose_large_text() {
+                Some(col) => large_text_columns.push(format!("{}.{col}", spec.name)),
+                None => out.warn(&format!(
+                    "`{}` has no unbounded text column: its rows stay small with --large-text",
+                    spec.name
+                )),
+            }
         }
-        write!(w, "{}", out.render_table(&table))?;
-        writeln!(w)?;
-        if let Some(b) = &report.bulk {
-            writeln!(
-                w,
-                "bulk load   {} rows in {:.2} s ({} rows/s, {} connection{})",
-                b.rows,
-                b.elapsed_ms as f64 / 1000.0,
-                b.rows_per_sec.round(),
-                b.connections,
-                if b.connections == 1 { "" } else { "s" }
-            )?;
-        }
-        if let Some(c) = &report.changes {
-            writeln!(
-                w,
-                "changes     {} events in {} transactions, {:.2} s ({} events/s)",
-                c.events,
-                c.transactions,
-                c.elapsed_ms as f64 / 1000.0,
-                c.events_per_sec.round()
-            )?;
-        }
-        writeln!(
-            w,
-            "total       {} rows in {:.2} s ({} rows/s)",
-            report.rows,
-            report.elapsed_ms as f64 / 1000.0,
-            report.rows_per_sec.round()
-        )?;
-        if !report.large_text_columns.is_empty() {
-            writeln!(w, "large text  {}", report.large_text_columns.join(", "))?;
-        }
-        writeln!(
-            w,
-            "seed        {} (`--seed {}` replays this run on the same starting data)",
-            report.seed, report.seed
-        )?;
-        if report.interrupted {
-            writeln!(
-                w,
-                "interrupted by Ctrl-C: the counts are the rows that were committed"
-            )?;
-        }
-        Ok(())
-    })
-    .context("cannot write the summary")
+    }
+    Ok((specs, large_text_columns))
 }
 
 /// The tables named by `--table`, or the demo tables (which must exist).
@@ -353,330 +313,8 @@ async fn target_names(client: &Client, args: &GenerateDataArgs) -> Result<Vec<Ta
     Ok(names)
 }
 
-/// Sorts tables so that every parent comes before the tables referencing it (given order
-/// otherwise; cycles and self-references keep the given order).
-fn parents_first(specs: Vec<TableSpec>) -> Vec<TableSpec> {
-    let names: Vec<TableName> = specs.iter().map(|s| s.name.clone()).collect();
-    let mut placed = vec![false; specs.len()];
-    let mut order = Vec::with_capacity(specs.len());
-    while order.len() < specs.len() {
-        // The first table, in the given order, whose parents among the targets are placed.
-        let ready = (0..specs.len()).find(|&i| {
-            !placed[i]
-                && specs[i].parents.iter().all(|p| {
-                    p.table == specs[i].name
-                        || names
-                            .iter()
-                            .position(|n| *n == p.table)
-                            .is_none_or(|j| placed[j])
-                })
-        });
-        match ready {
-            Some(i) => {
-                placed[i] = true;
-                order.push(i);
-            }
-            None => {
-                // A cycle: take the rest in the given order.
-                order.extend((0..specs.len()).filter(|&i| !placed[i]));
-                break;
-            }
-        }
-    }
-    let mut slots: Vec<Option<TableSpec>> = specs.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
-}
-
 // ---------------------------------------------------------------------------------------------
-// Catalog
-
-/// Reads what generation needs to know about a table.
-async fn read_table(client: &Client, name: &TableName) -> Result<CatalogTable> {
-    let ctx = || format!("cannot read the columns of `{name}` from the catalog");
-    let oid: u32 = client
-        .query_one(
-            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
-            &[&name.schema, &name.name],
-        )
-        .await
-        .with_context(ctx)?
-        .get(0);
-    let rows = client
-        .query(
-            "SELECT a.attnum, a.attname::text, format_type(a.atttypid, a.atttypmod), \
-                    a.atttypid, a.atttypmod, a.attnotnull, a.attidentity::text, \
-                    a.attgenerated::text, pg_get_expr(d.adbin, d.adrelid) \
-             FROM pg_attribute a \
-             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
-             ORDER BY a.attnum",
-            &[&oid],
-        )
-        .await
-        .with_context(ctx)?;
-    let type_oids: Vec<u32> = rows.iter().map(|r| r.get(3)).collect();
-    let types = TypeCatalog::load(client, type_oids)
-        .await
-        .with_context(ctx)?;
-    let mut attnums = Vec::with_capacity(rows.len());
-    let mut columns = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let attnum: i16 = r.get(0);
-        let identity: String = r.get(6);
-        let generated: String = r.get(7);
-        let default: Option<String> = r.get(8);
-        attnums.push(attnum);
-        columns.push(CatalogColumn {
-            name: r.get(1),
-            sql_type: r.get(2),
-            kind: types.kind(r.get(3), r.get(4)),
-            not_null: r.get(5),
-            has_default: default.is_some() || !identity.is_empty(),
-            identity: !identity.is_empty(),
-            identity_always: identity == "a",
-            generated: !generated.is_empty(),
-            serial: default
-                .as_deref()
-                .is_some_and(|d| d.starts_with("nextval(")),
-        });
-    }
-    // Column positions (in `columns`) of an `int2[]` of attribute numbers.
-    let positions = |attnums_of: Vec<i16>| -> Vec<usize> {
-        attnums_of
-            .into_iter()
-            .filter_map(|attnum| attnums.iter().position(|a| *a == attnum))
-            .collect()
-    };
-
-    let mut primary_key = Vec::new();
-    let mut unique = Vec::new();
-    for r in client
-        .query(
-            "SELECT indisprimary, indkey::int2[] FROM pg_index \
-             WHERE indrelid = $1 AND indisunique AND indpred IS NULL AND indexprs IS NULL \
-             ORDER BY indexrelid",
-            &[&oid],
-        )
-        .await
-        .with_context(ctx)?
-    {
-        let cols = positions(r.get(1));
-        if r.get(0) {
-            primary_key = cols;
-        } else {
-            unique.push(cols);
-        }
-    }
-
-    let mut foreign_keys = Vec::new();
-    let mut multi_column_fk_columns = Vec::new();
-    for r in client
-        .query(
-            "SELECT con.conkey::int2[], fn.nspname::text, fc.relname::text, \
-                    (SELECT attname::text FROM pg_attribute \
-                     WHERE attrelid = con.confrelid AND attnum = con.confkey[1]) \
-             FROM pg_constraint con \
-             JOIN pg_class fc ON fc.oid = con.confrelid \
-             JOIN pg_namespace fn ON fn.oid = fc.relnamespace \
-             WHERE con.conrelid = $1 AND con.contype = 'f' ORDER BY con.conname",
-            &[&oid],
-        )
-        .await
-        .with_context(ctx)?
-    {
-        let cols = positions(r.get(0));
-        match cols.as_slice() {
-            [column] => foreign_keys.push(CatalogForeignKey {
-                column: *column,
-                parent: TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-                parent_column: r.get(3),
-            }),
-            many => multi_column_fk_columns.extend_from_slice(many),
-        }
-    }
-    Ok(CatalogTable {
-        name: name.clone(),
-        columns,
-        primary_key,
-        unique,
-        foreign_keys,
-        multi_column_fk_columns,
-    })
-}
-
-/// `pg_type` rows needed to resolve column types (domains, arrays, enums).
-struct TypeCatalog {
-    types: HashMap<u32, TypeRow>,
-    enums: HashMap<u32, Vec<String>>,
-}
-
-struct TypeRow {
-    name: String,
-    typtype: String,
-    category: String,
-    elem: u32,
-    base: u32,
-    base_typmod: i32,
-}
-
-impl TypeCatalog {
-    async fn load(client: &Client, mut wanted: Vec<u32>) -> Result<TypeCatalog> {
-        let mut types: HashMap<u32, TypeRow> = HashMap::new();
-        while !wanted.is_empty() {
-            wanted.sort_unstable();
-            wanted.dedup();
-            let rows = client
-                .query(
-                    "SELECT oid, typname::text, typtype::text, typcategory::text, typelem, \
-                            typbasetype, typtypmod FROM pg_type WHERE oid = ANY($1)",
-                    &[&wanted],
-                )
-                .await?;
-            wanted.clear();
-            for r in rows {
-                let row = TypeRow {
-                    name: r.get(1),
-                    typtype: r.get(2),
-                    category: r.get(3),
-                    elem: r.get(4),
-                    base: r.get(5),
-                    base_typmod: r.get(6),
-                };
-                for next in [row.elem, row.base] {
-                    if next != 0 && !types.contains_key(&next) {
-                        wanted.push(next);
-                    }
-                }
-                types.insert(r.get(0), row);
-            }
-        }
-        let enum_oids: Vec<u32> = types
-            .iter()
-            .filter(|(_, t)| t.typtype == "e")
-            .map(|(oid, _)| *oid)
-            .collect();
-        let mut enums = HashMap::new();
-        if !enum_oids.is_empty() {
-            for r in client
-                .query(
-                    "SELECT enumtypid, array_agg(enumlabel::text ORDER BY enumsortorder) \
-                     FROM pg_enum WHERE enumtypid = ANY($1) GROUP BY enumtypid",
-                    &[&enum_oids],
-                )
-                .await?
-            {
-                enums.insert(r.get::<_, u32>(0), r.get::<_, Vec<String>>(1));
-            }
-        }
-        Ok(TypeCatalog { types, enums })
-    }
-
-    fn kind(&self, oid: u32, typmod: i32) -> Kind {
-        self.kind_at(oid, typmod, 0)
-    }
-
-    fn kind_at(&self, oid: u32, typmod: i32, depth: usize) -> Kind {
-        let Some(t) = self.types.get(&oid) else {
-            return Kind::Unsupported;
-        };
-        if depth > 8 {
-            return Kind::Unsupported;
-        }
-        match t.typtype.as_str() {
-            "d" => {
-                let typmod = if t.base_typmod >= 0 {
-                    t.base_typmod
-                } else {
-                    typmod
-                };
-                self.kind_at(t.base, typmod, depth + 1)
-            }
-            "e" => Kind::Enum(self.enums.get(&oid).cloned().unwrap_or_default()),
-            "b" if t.category == "A" && t.elem != 0 => {
-                Kind::Array(Box::new(self.kind_at(t.elem, typmod, depth + 1)))
-            }
-            "b" => scalar_kind(&t.name, typmod),
-            _ => Kind::Unsupported,
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Keys
-
-/// A primary key value: an integer, or the text of each key column.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum KeyVal {
-    Int(i64),
-    Text(Box<[String]>),
-}
-
-impl KeyVal {
-    /// The text of each key column.
-    fn parts(&self) -> Vec<String> {
-        match self {
-            KeyVal::Int(i) => vec![i.to_string()],
-            KeyVal::Text(parts) => parts.to_vec(),
-        }
-    }
-
-    fn push_first(&self, out: &mut String) {
-        match self {
-            KeyVal::Int(i) => out.push_str(&i.to_string()),
-            KeyVal::Text(parts) => out.push_str(parts.first().map_or("", |s| s.as_str())),
-        }
-    }
-}
-
-/// Keys of a table's rows, in load order, with rows deleted since kept aside until drawn.
-#[derive(Debug, Default)]
-struct KeySet {
-    keys: Vec<KeyVal>,
-    dead: HashSet<KeyVal>,
-}
-
-impl KeySet {
-    /// Index of a live key drawn uniformly, dropping dead ones met on the way.
-    fn draw(&mut self, rng: &mut ChaCha8Rng) -> Option<usize> {
-        while !self.keys.is_empty() {
-            let i = rng.random_range(0..self.keys.len());
-            if self.dead.remove(&self.keys[i]) {
-                self.keys.swap_remove(i);
-            } else {
-                return Some(i);
-            }
-        }
-        None
-    }
-
-    fn pick(&mut self, rng: &mut ChaCha8Rng) -> Option<KeyVal> {
-        self.draw(rng).map(|i| self.keys[i].clone())
-    }
-
-    fn take(&mut self, rng: &mut ChaCha8Rng) -> Option<KeyVal> {
-        self.draw(rng).map(|i| self.keys.swap_remove(i))
-    }
-}
-
-/// Where a foreign key column of a target gets its values.
-#[derive(Debug, Clone)]
-enum ParentSource {
-    /// The referenced column is the single-column key of target `n`: its live keys.
-    Target(usize),
-    /// Any other table or column: values present at start.
-    Fixed(Arc<Vec<KeyVal>>),
-}
-
-/// A table referencing a table we delete from, with `ON DELETE NO ACTION/RESTRICT`: its rows
-/// are deleted first.
-#[derive(Debug, Clone)]
-struct ChildFk {
-    child: TableName,
-    column: String,
-    column_type: String,
-    parent_column: String,
-}
+// State of the run: keys, sequences, counts
 
 /// Reserved values of a target's key sequence.
 #[derive(Debug, Default)]
@@ -716,8 +354,15 @@ impl State {
                     .map(|&i| spec.columns[i].sql_type.clone())
                     .collect(),
             );
+            let sequence = match spec.key_mode {
+                KeyMode::Sequence => {
+                    let column = &spec.columns[spec.primary_key[0]].name;
+                    key_sequence(client, &spec.name, column).await?
+                }
+                _ => None,
+            };
             reserved.push(Reserved {
-                sequence: key_sequence(client, spec).await?,
+                sequence,
                 buffer: VecDeque::new(),
             });
             // Unique integer columns (and an integer key without sequence) continue above
@@ -727,37 +372,15 @@ impl State {
                 let counted = (c.source == Source::Value && c.unique)
                     || (c.source == Source::Key && spec.key_mode == KeyMode::Integer);
                 if integer && counted {
-                    let max: Option<i64> = client
-                        .query_one(
-                            &format!(
-                                "SELECT max({})::int8 FROM {}",
-                                quote_ident(&c.name),
-                                spec.name.quoted()
-                            ),
-                            &[],
-                        )
-                        .await
-                        .with_context(|| format!("cannot read the largest `{}`", c.name))?
-                        .get(0);
+                    let max = max_int8(client, &spec.name, &c.name).await?;
                     c.unique_base = max.unwrap_or(0);
                 }
             }
             // Other keys are salted with the table's state, so a rerun with the same seed does
             // not repeat the unique values of an earlier one.
             if let KeyMode::Salted(_) = spec.key_mode {
-                let key_text = key_text_expr(spec);
-                let row = client
-                    .query_one(
-                        &format!(
-                            "SELECT count(*)::int8, coalesce(max({key_text}), '') FROM {}",
-                            spec.name.quoted()
-                        ),
-                        &[],
-                    )
-                    .await
-                    .with_context(|| format!("cannot count the rows of `{}`", spec.name))?;
-                let count: i64 = row.get(0);
-                let max: String = row.get(1);
+                let (count, max) =
+                    count_and_max_key(client, &spec.name, &key_columns(spec)).await?;
                 spec.key_mode = KeyMode::Salted(stable_hash(&format!("{count}/{max}")) | 1);
             }
         }
@@ -818,7 +441,7 @@ impl State {
                 if children.contains_key(&t) {
                     continue;
                 }
-                let refs = load_children(client, &t).await?;
+                let refs = referencing_tables(client, &t).await?;
                 for r in &refs {
                     if !children.contains_key(&r.child) {
                         queue.push(r.child.clone());
@@ -881,28 +504,14 @@ impl State {
         };
         if range
             && count > 1
-            && let Some(r) = reserve_range(client, &self.specs[t].name, &seq, count).await?
+            && let Some((first, step)) =
+                reserve_sequence_range(client, &self.specs[t].name, &seq, count).await?
         {
-            return Ok(r);
+            return Ok(Reservation::Range { first, step });
         }
-        let mut ids = Vec::with_capacity(count.max(0) as usize);
-        let mut left = count;
-        while left > 0 {
-            let batch = left.min(100_000);
-            // One array rather than a row per value: less to ship and decode.
-            let row = client
-                .query_one(
-                    "SELECT array_agg(nextval($1::text::regclass)) \
-                     FROM generate_series(1, $2::int8)",
-                    &[&seq, &batch],
-                )
-                .await
-                .with_context(|| format!("cannot reserve keys from sequence `{seq}`"))?;
-            ids.extend(row.get::<_, Vec<i64>>(0));
-            left -= batch;
-        }
-        ids.sort_unstable();
-        Ok(Reservation::List(ids))
+        Ok(Reservation::List(
+            next_sequence_values(client, &seq, count).await?,
+        ))
     }
 
     /// Identity and run-local index of the next inserted row of target `t`.
@@ -927,287 +536,44 @@ impl State {
     }
 }
 
-/// Values reserved from a key sequence.
-#[derive(Debug)]
-enum Reservation {
-    /// `first`, `first + step`, ...
-    Range { first: i64, step: i64 },
-    /// Values drawn one by one, ascending.
-    List(Vec<i64>),
-}
-
-impl Reservation {
-    /// The `i`-th value.
-    fn get(&self, i: u64) -> i64 {
-        match self {
-            Reservation::Range { first, step } => first + step * i as i64,
-            Reservation::List(ids) => ids[i as usize],
-        }
-    }
-}
-
-/// Takes `count` consecutive values of `seq` in one step: `nextval`, then `setval` past the
-/// range. `SHARE ROW EXCLUSIVE` on the table, held meanwhile, keeps inserts into it (which draw
-/// from the sequence) out, so nobody else gets a value of the range. `None` when the lock is not
-/// allowed (it needs UPDATE, DELETE or TRUNCATE privilege) or not granted within 2 s: the caller
-/// then draws values one by one.
-async fn reserve_range(
-    client: &Client,
-    table: &TableName,
-    seq: &str,
-    count: i64,
-) -> Result<Option<Reservation>> {
-    use tokio_postgres::error::SqlState;
-    let declined = |e: &tokio_postgres::Error| {
-        e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
-            || e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
-    };
-    let lock = format!(
-        "BEGIN; SET LOCAL lock_timeout = '2s'; LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
-        table.quoted()
-    );
-    let taken = async {
-        client.batch_execute(&lock).await?;
-        let row = client
-            .query_one(
-                "SELECT nextval($1::text::regclass), \
-                        (SELECT seqincrement FROM pg_sequence WHERE seqrelid = $1::text::regclass)",
-                &[&seq],
-            )
-            .await?;
-        let (first, step): (i64, i64) = (row.get(0), row.get(1));
-        let last = step
-            .checked_mul(count - 1)
-            .and_then(|span| first.checked_add(span))
-            .unwrap_or(i64::MAX);
-        client
-            .execute(
-                "SELECT setval($1::text::regclass, $2::int8)",
-                &[&seq, &last],
-            )
-            .await?;
-        client.batch_execute("COMMIT").await?;
-        Ok::<_, tokio_postgres::Error>(Reservation::Range { first, step })
-    }
-    .await;
-    match taken {
-        Ok(r) => Ok(Some(r)),
-        Err(e) => {
-            let _ = client.batch_execute("ROLLBACK").await;
-            if declined(&e) {
-                tracing::info!("reserving keys one by one: {e}");
-                Ok(None)
-            } else {
-                Err(anyhow::Error::new(e))
-                    .with_context(|| format!("cannot reserve keys from sequence `{seq}`"))
-            }
-        }
-    }
-}
-
-/// The key of row `r` of a table whose integer key has no sequence: above the start maximum.
-fn integer_key(spec: &TableSpec, r: u64) -> u64 {
-    let base = spec
-        .primary_key
-        .first()
-        .map_or(0, |&i| spec.columns[i].unique_base);
-    (base.max(0) as u64) + 1 + r
-}
-
-/// SQL of the primary key as one text value (for ordering and salting).
-fn key_text_expr(spec: &TableSpec) -> String {
-    let parts: Vec<String> = spec
-        .primary_key
+/// Names of the primary key columns, in key order.
+fn key_columns(spec: &TableSpec) -> Vec<&str> {
+    spec.primary_key
         .iter()
-        .map(|&i| format!("{}::text", quote_ident(&spec.columns[i].name)))
-        .collect();
-    format!("concat_ws('/', {})", parts.join(", "))
-}
-
-/// The sequence behind a single-column integer key filled by a sequence (serial or identity).
-async fn key_sequence(client: &Client, spec: &TableSpec) -> Result<Option<String>> {
-    if spec.key_mode != KeyMode::Sequence {
-        return Ok(None);
-    }
-    let col = &spec.columns[spec.primary_key[0]].name;
-    let row = client
-        .query_one(
-            "SELECT pg_get_serial_sequence($1, $2), pg_get_expr(d.adbin, d.adrelid) \
-             FROM pg_attribute a \
-             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-             WHERE a.attrelid = $1::text::regclass AND a.attname = $2",
-            &[&spec.name.quoted(), col],
-        )
-        .await
-        .with_context(|| format!("cannot find the sequence of `{}.{col}`", spec.name))?;
-    if let Some(seq) = row.get::<_, Option<String>>(0) {
-        return Ok(Some(seq));
-    }
-    // A default `nextval('name'::regclass)` on a sequence the column does not own.
-    let default: Option<String> = row.get(1);
-    Ok(default.as_deref().and_then(sequence_of_default))
-}
-
-/// `nextval('public.my_seq'::regclass)` -> `public.my_seq`.
-fn sequence_of_default(default: &str) -> Option<String> {
-    let rest = default.strip_prefix("nextval('")?;
-    let end = rest.find("'::regclass)")?;
-    Some(rest[..end].replace("''", "'"))
+        .map(|&i| spec.columns[i].name.as_str())
+        .collect()
 }
 
 /// Keys of a table's rows, ordered, so that the same data gives the same draws.
 async fn load_keys(client: &Client, spec: &TableSpec) -> Result<KeySet> {
-    let ctx = || format!("cannot read the keys of `{}`", spec.name);
-    let order: Vec<String> = spec
-        .primary_key
-        .iter()
-        .map(|&i| quote_ident(&spec.columns[i].name))
-        .collect();
+    let columns = key_columns(spec);
     let keys = if int_keys(spec) {
-        client
-            .query(
-                &format!(
-                    "SELECT {col}::int8 FROM {} ORDER BY {col}",
-                    spec.name.quoted(),
-                    col = order[0]
-                ),
-                &[],
-            )
-            .await
-            .with_context(ctx)?
-            .iter()
-            .map(|r| KeyVal::Int(r.get(0)))
+        ordered_int_keys(client, &spec.name, columns[0])
+            .await?
+            .into_iter()
+            .map(KeyVal::Int)
             .collect()
     } else {
-        let cols: Vec<String> = order.iter().map(|c| format!("{c}::text")).collect();
-        client
-            .query(
-                &format!(
-                    "SELECT {} FROM {} ORDER BY {}",
-                    cols.join(", "),
-                    spec.name.quoted(),
-                    order.join(", ")
-                ),
-                &[],
-            )
-            .await
-            .with_context(ctx)?
-            .iter()
-            .map(|r| {
-                KeyVal::Text(
-                    (0..cols.len())
-                        .map(|i| r.get::<_, String>(i))
-                        .collect::<Vec<_>>()
-                        .into_boxed_slice(),
-                )
-            })
+        ordered_text_keys(client, &spec.name, &columns)
+            .await?
+            .into_iter()
+            .map(|parts| KeyVal::Text(parts.into_boxed_slice()))
             .collect()
     };
-    Ok(KeySet {
-        keys,
-        dead: HashSet::new(),
-    })
-}
-
-/// True when the table's key is one integer column (kept as `i64`).
-fn int_keys(spec: &TableSpec) -> bool {
-    matches!(spec.key_mode, KeyMode::Sequence | KeyMode::Integer)
+    Ok(KeySet::new(keys))
 }
 
 /// Distinct values of a referenced column of a table that is not generated, ordered.
 async fn load_column(client: &Client, table: &TableName, column: &str) -> Result<Vec<KeyVal>> {
-    let col = quote_ident(column);
-    let rows = client
-        .query(
-            &format!(
-                "SELECT DISTINCT {col}::text AS k, {col} AS v FROM {} WHERE {col} IS NOT NULL \
-                 ORDER BY v",
-                table.quoted()
-            ),
-            &[],
-        )
-        .await
-        .with_context(|| format!("cannot read `{table}.{column}`"))?;
-    Ok(rows
-        .iter()
-        .map(|r| KeyVal::Text(vec![r.get::<_, String>(0)].into_boxed_slice()))
-        .collect())
-}
-
-/// Tables referencing `table` with a single-column foreign key whose delete action leaves the
-/// work to us (NO ACTION / RESTRICT; CASCADE and SET NULL/DEFAULT are Postgres' job).
-async fn load_children(client: &Client, table: &TableName) -> Result<Vec<ChildFk>> {
-    let rows = client
-        .query(
-            "SELECT cn.nspname::text, cc.relname::text, ca.attname::text, \
-                    format_type(ca.atttypid, ca.atttypmod), pa.attname::text \
-             FROM pg_constraint con \
-             JOIN pg_class pc ON pc.oid = con.confrelid \
-             JOIN pg_namespace pn ON pn.oid = pc.relnamespace \
-             JOIN pg_class cc ON cc.oid = con.conrelid \
-             JOIN pg_namespace cn ON cn.oid = cc.relnamespace \
-             JOIN pg_attribute ca ON ca.attrelid = con.conrelid AND ca.attnum = con.conkey[1] \
-             JOIN pg_attribute pa ON pa.attrelid = con.confrelid AND pa.attnum = con.confkey[1] \
-             WHERE con.contype = 'f' AND pn.nspname = $1 AND pc.relname = $2 \
-               AND array_length(con.conkey, 1) = 1 AND con.confdeltype IN ('a', 'r') \
-             ORDER BY cn.nspname, cc.relname, con.conname",
-            &[&table.schema, &table.name],
-        )
-        .await
-        .with_context(|| format!("cannot read the tables referencing `{table}`"))?;
-    Ok(rows
-        .iter()
-        .map(|r| ChildFk {
-            child: TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
-            column: r.get(2),
-            column_type: r.get(3),
-            parent_column: r.get(4),
-        })
+    Ok(distinct_values(client, table, column)
+        .await?
+        .into_iter()
+        .map(|v| KeyVal::Text(vec![v].into_boxed_slice()))
         .collect())
 }
 
 // ---------------------------------------------------------------------------------------------
 // Bulk load
-
-/// Foreign key values for bulk rows: fixed lists, taken at the start of each table's load.
-struct FixedParents {
-    lists: Vec<Arc<Vec<KeyVal>>>,
-    /// Index (in its ordered list) of the first parent key picked for the current row.
-    first_pick: Option<usize>,
-}
-
-impl ParentKeys for FixedParents {
-    fn pick(&mut self, parent: usize, rng: &mut ChaCha8Rng, out: &mut String) -> bool {
-        let list = &self.lists[parent];
-        if list.is_empty() {
-            return false;
-        }
-        let i = rng.random_range(0..list.len());
-        self.first_pick.get_or_insert(i);
-        list[i].push_first(out);
-        true
-    }
-}
-
-/// Row identities of one table's bulk load.
-enum Identities {
-    /// Reserved sequence values, one per row.
-    Reserved(Reservation),
-    /// Integer key: `base + 1 + r`.
-    Integer(u64),
-    /// Salted: `first + r`.
-    Counter(u64),
-}
-
-impl Identities {
-    fn n(&self, r: u64) -> u64 {
-        match self {
-            Identities::Reserved(ids) => ids.get(r) as u64,
-            Identities::Integer(first) => first + r,
-            Identities::Counter(first) => first + r,
-        }
-    }
-}
 
 /// What every bulk connection of one table shares.
 struct BulkJob {
@@ -1459,29 +825,6 @@ struct StreamPlan {
     tx_size: u64,
 }
 
-/// Foreign key values for stream inserts: live keys of targets, fixed lists otherwise.
-struct LiveParents<'a> {
-    sources: &'a [ParentSource],
-    keys: &'a mut [KeySet],
-}
-
-impl ParentKeys for LiveParents<'_> {
-    fn pick(&mut self, parent: usize, rng: &mut ChaCha8Rng, out: &mut String) -> bool {
-        let key = match &self.sources[parent] {
-            ParentSource::Target(j) => self.keys[*j].pick(rng),
-            ParentSource::Fixed(list) if list.is_empty() => None,
-            ParentSource::Fixed(list) => Some(list[rng.random_range(0..list.len())].clone()),
-        };
-        match key {
-            Some(k) => {
-                k.push_first(out);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
 /// Rows changed by the open transaction, per table, added to the report on commit.
 type Pending = Vec<(TableName, Op, u64)>;
 
@@ -1721,11 +1064,7 @@ async fn insert_event(state: &mut State, stream: &mut Stream<'_>) -> Result<()> 
             .with_context(|| format!("cannot insert into `{name}`"))?;
         for row in &rows {
             let parts: Vec<String> = (0..returning.len()).map(|i| row.get(i)).collect();
-            let key = match (int_key, parts.first().and_then(|p| p.parse().ok())) {
-                (true, Some(i)) => KeyVal::Int(i),
-                _ => KeyVal::Text(parts.into_boxed_slice()),
-            };
-            state.keys[t].keys.push(key);
+            state.keys[t].keys.push(KeyVal::from_parts(int_key, parts));
         }
         stream.pending.push((name, Op::Insert, rows.len() as u64));
         return Ok(());
@@ -1881,11 +1220,9 @@ fn delete_where<'a, 'c: 'a>(
             let int_key = int_keys(&state.specs[t]);
             for row in &rows {
                 let parts: Vec<String> = (0..key_cols.len()).map(|i| row.get(i)).collect();
-                let key = match (int_key, parts.first().and_then(|p| p.parse().ok())) {
-                    (true, Some(i)) => KeyVal::Int(i),
-                    _ => KeyVal::Text(parts.into_boxed_slice()),
-                };
-                state.keys[t].dead.insert(key);
+                state.keys[t]
+                    .dead
+                    .insert(KeyVal::from_parts(int_key, parts));
             }
         }
         stream.pending.push((table, Op::Delete, rows.len() as u64));
@@ -1893,103 +1230,76 @@ fn delete_where<'a, 'c: 'a>(
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Report
+
+fn print_report(out: &Output, report: &GenerateDataReport) -> Result<()> {
+    out.report(report, |w| {
+        let mut table = out.table(["TABLE", "INSERTED", "UPDATED", "DELETED"]);
+        let num = |n: u64| Cell::new(n).set_alignment(CellAlignment::Right);
+        for t in &report.tables {
+            table.add_row([
+                Cell::new(&t.table),
+                num(t.inserted),
+                num(t.updated),
+                num(t.deleted),
+            ]);
+        }
+        write!(w, "{}", out.render_table(&table))?;
+        writeln!(w)?;
+        if let Some(b) = &report.bulk {
+            writeln!(
+                w,
+                "bulk load   {} rows in {:.2} s ({} rows/s, {} connection{})",
+                b.rows,
+                b.elapsed_ms as f64 / 1000.0,
+                b.rows_per_sec.round(),
+                b.connections,
+                if b.connections == 1 { "" } else { "s" }
+            )?;
+        }
+        if let Some(c) = &report.changes {
+            writeln!(
+                w,
+                "changes     {} events in {} transactions, {:.2} s ({} events/s)",
+                c.events,
+                c.transactions,
+                c.elapsed_ms as f64 / 1000.0,
+                c.events_per_sec.round()
+            )?;
+        }
+        writeln!(
+            w,
+            "total       {} rows in {:.2} s ({} rows/s)",
+            report.rows,
+            report.elapsed_ms as f64 / 1000.0,
+            report.rows_per_sec.round()
+        )?;
+        if !report.large_text_columns.is_empty() {
+            writeln!(w, "large text  {}", report.large_text_columns.join(", "))?;
+        }
+        writeln!(
+            w,
+            "seed        {} (`--seed {}` replays this run on the same starting data)",
+            report.seed, report.seed
+        )?;
+        if report.interrupted {
+            writeln!(
+                w,
+                "interrupted by Ctrl-C: the counts are the rows that were committed"
+            )?;
+        }
+        Ok(())
+    })
+    .context("cannot write the summary")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datagen::schema::ParentRef;
-
-    fn spec(name: &str, parents: &[&str]) -> TableSpec {
-        TableSpec {
-            name: TableName::new("public", name),
-            id: 0,
-            columns: Vec::new(),
-            key_mode: KeyMode::Sequence,
-            primary_key: vec![],
-            parents: parents
-                .iter()
-                .map(|p| ParentRef {
-                    table: TableName::new("public", *p),
-                    column: "id".into(),
-                })
-                .collect(),
-            overriding_system_value: false,
-        }
-    }
 
     #[test]
-    fn parents_come_first_and_cycles_keep_the_given_order() {
-        let order = |specs: Vec<TableSpec>| -> Vec<String> {
-            parents_first(specs)
-                .into_iter()
-                .map(|s| s.name.name)
-                .collect()
-        };
-        assert_eq!(
-            order(vec![
-                spec("tx", &["users"]),
-                spec("users", &[]),
-                spec("items", &["tx", "elsewhere"]),
-                spec("tree", &["tree"]),
-            ]),
-            ["users", "tx", "items", "tree"]
-        );
-        assert_eq!(
-            order(vec![spec("a", &["b"]), spec("b", &["a"]), spec("c", &[])]),
-            ["c", "a", "b"]
-        );
-    }
-
-    #[test]
-    fn key_sets_skip_deleted_keys_and_stay_deterministic() {
-        let mut set = KeySet {
-            keys: (1..=10).map(KeyVal::Int).collect(),
-            dead: HashSet::new(),
-        };
-        for i in 1..=9 {
-            set.dead.insert(KeyVal::Int(i));
-        }
-        let mut rng = stream_rng(1);
-        assert_eq!(set.pick(&mut rng), Some(KeyVal::Int(10)));
-        assert_eq!(set.take(&mut rng), Some(KeyVal::Int(10)));
-        assert_eq!(set.pick(&mut rng), None);
-        assert!(
-            set.keys.is_empty() && set.dead.is_empty(),
-            "dead keys met on the way are dropped"
-        );
-
-        let draws = |seed| {
-            let mut set = KeySet {
-                keys: (1..=100).map(KeyVal::Int).collect(),
-                dead: HashSet::new(),
-            };
-            let mut rng = stream_rng(seed);
-            (0..20).map(|_| set.take(&mut rng)).collect::<Vec<_>>()
-        };
-        assert_eq!(draws(3), draws(3));
-        assert_ne!(draws(3), draws(4));
-    }
-
-    #[test]
-    fn row_identities_follow_the_reservation() {
-        let range = Identities::Reserved(Reservation::Range { first: 11, step: 2 });
-        assert_eq!((0..3).map(|r| range.n(r)).collect::<Vec<_>>(), [11, 13, 15]);
-        let list = Identities::Reserved(Reservation::List(vec![4, 9]));
-        assert_eq!((list.n(0), list.n(1)), (4, 9));
-        assert_eq!(Identities::Integer(101).n(5), 106);
-        assert_eq!(Identities::Counter(1).n(0), 1);
-    }
-
-    #[test]
-    fn sequences_are_found_in_defaults_and_where_clauses_cast() {
-        assert_eq!(
-            sequence_of_default("nextval('public.users_id_seq'::regclass)").as_deref(),
-            Some("public.users_id_seq")
-        );
-        assert_eq!(
-            sequence_of_default("nextval('\"Odd''s seq\"'::regclass)").as_deref(),
-            Some("\"Odd's seq\"")
-        );
-        assert_eq!(sequence_of_default("now()"), None);
+    fn where_clauses_cast() {
         assert_eq!(
             where_clause(
                 &[

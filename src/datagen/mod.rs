@@ -1,7 +1,8 @@
 //! Pure data generation for `cdcctl generate-data`: realistic value pools, `--mix` parsing, a
 //! table model built from catalog facts, and row/update generation from that model. No IO and no
-//! CLI knowledge: the command reads the catalog, fills a [`schema::TableSpec`], and asks this
-//! module for COPY rows, INSERT values and UPDATE values.
+//! CLI knowledge: the Postgres client reads the catalog into a [`schema::CatalogTable`], the
+//! command builds a [`schema::TableSpec`] from it and asks this module for COPY rows, INSERT
+//! values and UPDATE values; [`keys`] tracks row keys between the client's reads.
 //!
 //! Determinism: every inserted row draws from its own ChaCha8 stream keyed by (seed, table,
 //! row identity) ([`row_rng`]), so a row's content does not depend on how the bulk load is split
@@ -9,6 +10,7 @@
 //! [`stream_rng`]. The same seed against the same starting database gives the same data.
 
 pub mod copy;
+pub mod keys;
 pub mod mix;
 pub mod pools;
 pub mod schema;

@@ -1,12 +1,14 @@
 //! The table model of `generate-data` and the rows it generates.
 //!
-//! The command reads catalog facts into a [`CatalogTable`]; [`TableSpec::build`] decides for each
-//! column where its value comes from ([`Source`]), which realistic generator fits its name
-//! ([`Hint`]) and whether it must be unique. Rows are then written as COPY text
+//! The Postgres client reads catalog facts into a [`CatalogTable`] (column types resolved by
+//! [`TypeCatalog`]); [`TableSpec::build`] decides for each column where its value comes from
+//! ([`Source`]), which realistic generator fits its name ([`Hint`]) and whether it must be
+//! unique. Rows are then written as COPY text
 //! ([`TableSpec::write_copy_row`]) or as INSERT parameters ([`TableSpec::row_values`]), and
 //! updates as a random subset of columns ([`TableSpec::update_values`]). Every value is text in
 //! Postgres' input syntax; the command casts it to the column's type.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use rand::Rng;
@@ -129,6 +131,65 @@ pub fn scalar_kind(typname: &str, typmod: i32) -> Kind {
         "bytea" => Kind::Bytea,
         "inet" | "cidr" => Kind::Inet,
         _ => Kind::Unsupported,
+    }
+}
+
+/// A `pg_type` row: what resolving a column's type to a [`Kind`] needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeRow {
+    /// `typname`.
+    pub name: String,
+    /// `typtype`: `b` base, `d` domain, `e` enum, ...
+    pub typtype: String,
+    /// `typcategory`: `A` for arrays.
+    pub category: String,
+    /// `typelem`: the element type of an array, else 0.
+    pub elem: u32,
+    /// `typbasetype`: the base type of a domain, else 0.
+    pub base: u32,
+    /// `typtypmod`: the typmod a domain applies to its base type, else -1.
+    pub base_typmod: i32,
+}
+
+/// The `pg_type` rows (by oid) and enum labels (by enum type oid) of a table's column types, as
+/// the client reads them: resolves domains, arrays and enums to a [`Kind`].
+#[derive(Debug, Clone, Default)]
+pub struct TypeCatalog {
+    /// Types by oid, with the element and base types they lead to.
+    pub types: HashMap<u32, TypeRow>,
+    /// Labels of each enum type, in sort order.
+    pub enums: HashMap<u32, Vec<String>>,
+}
+
+impl TypeCatalog {
+    /// The kind of a column of type `oid` with `atttypmod` `typmod`.
+    pub fn kind(&self, oid: u32, typmod: i32) -> Kind {
+        self.kind_at(oid, typmod, 0)
+    }
+
+    fn kind_at(&self, oid: u32, typmod: i32, depth: usize) -> Kind {
+        let Some(t) = self.types.get(&oid) else {
+            return Kind::Unsupported;
+        };
+        if depth > 8 {
+            return Kind::Unsupported;
+        }
+        match t.typtype.as_str() {
+            "d" => {
+                let typmod = if t.base_typmod >= 0 {
+                    t.base_typmod
+                } else {
+                    typmod
+                };
+                self.kind_at(t.base, typmod, depth + 1)
+            }
+            "e" => Kind::Enum(self.enums.get(&oid).cloned().unwrap_or_default()),
+            "b" if t.category == "A" && t.elem != 0 => {
+                Kind::Array(Box::new(self.kind_at(t.elem, typmod, depth + 1)))
+            }
+            "b" => scalar_kind(&t.name, typmod),
+            _ => Kind::Unsupported,
+        }
     }
 }
 
@@ -1003,6 +1064,38 @@ fn kind_value(kind: &Kind, rng: &mut ChaCha8Rng, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_catalog_resolves_domains_arrays_and_enums() {
+        let row = |name: &str, typtype: &str, category: &str, elem, base, base_typmod| TypeRow {
+            name: name.into(),
+            typtype: typtype.into(),
+            category: category.into(),
+            elem,
+            base,
+            base_typmod,
+        };
+        let mut types = TypeCatalog::default();
+        types.types.insert(25, row("text", "b", "S", 0, 0, -1));
+        types.types.insert(1043, row("varchar", "b", "S", 0, 0, -1));
+        types.types.insert(1009, row("_text", "b", "A", 25, 0, -1));
+        // A domain over varchar(20), and one over text keeping the column's typmod.
+        types.types.insert(9001, row("code", "d", "S", 0, 1043, 24));
+        types.types.insert(9002, row("note", "d", "S", 0, 25, -1));
+        types.types.insert(9003, row("mood", "e", "E", 0, 0, -1));
+        types.enums.insert(9003, vec!["sad".into(), "ok".into()]);
+        assert_eq!(types.kind(9001, -1), Kind::Str { max: Some(20) });
+        assert_eq!(types.kind(9002, -1), Kind::Str { max: None });
+        assert_eq!(
+            types.kind(1009, -1),
+            Kind::Array(Box::new(Kind::Str { max: None }))
+        );
+        assert_eq!(
+            types.kind(9003, -1),
+            Kind::Enum(vec!["sad".into(), "ok".into()])
+        );
+        assert_eq!(types.kind(4242, -1), Kind::Unsupported);
+    }
 
     fn col(name: &str, sql_type: &str, kind: Kind, not_null: bool) -> CatalogColumn {
         CatalogColumn {

@@ -1,0 +1,342 @@
+//! How `tail` prints an event: `json` (one object per line; the field names are an interface,
+//! documented in the README), `pretty` (one line for people) and `raw` (the value as stored).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cdc::event::{ChangeEvent, MessageRef, Op, Row, Value};
+
+/// Longest value shown in a `pretty` line before it is cut with `…`.
+pub(super) const PRETTY_VALUE_WIDTH: usize = 48;
+
+/// One line of `--format json`. Field names are part of the interface (README, "tail").
+#[derive(Serialize)]
+struct JsonEvent<'a> {
+    op: &'static str,
+    table: String,
+    key: Option<&'a Row>,
+    before: Option<&'a Row>,
+    after: Option<&'a Row>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unavailable: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<JsonMessage<'a>>,
+    source: JsonSource<'a>,
+    kafka: JsonKafka<'a>,
+}
+
+#[derive(Serialize)]
+struct JsonMessage<'a> {
+    prefix: &'a str,
+    content: &'a Value,
+}
+
+#[derive(Serialize)]
+struct JsonSource<'a> {
+    ts_ms: Option<i64>,
+    lsn: Option<i64>,
+    tx_id: Option<i64>,
+    snapshot: bool,
+    database: Option<&'a str>,
+    schema: Option<&'a str>,
+    table: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonKafka<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+}
+
+pub(super) fn json_line(buf: &mut Vec<u8>, event: &ChangeEvent) {
+    let mut unavailable: Vec<&str> = Vec::new();
+    for row in [&event.after, &event.before].into_iter().flatten() {
+        for column in row.unavailable_columns() {
+            if !unavailable.contains(&column) {
+                unavailable.push(column);
+            }
+        }
+    }
+    let line = JsonEvent {
+        op: event.op.code(),
+        table: qualified_table(event),
+        key: event.key.as_ref(),
+        before: event.before.as_ref(),
+        after: event.after.as_ref(),
+        unavailable,
+        message: event.message.as_ref().map(|m| JsonMessage {
+            prefix: &m.prefix,
+            content: &m.content,
+        }),
+        source: JsonSource {
+            ts_ms: event.source.ts_ms,
+            lsn: event.source.lsn,
+            tx_id: event.source.tx_id,
+            snapshot: event.source.is_snapshot(),
+            database: event.source.database.as_deref(),
+            schema: event.source.schema.as_deref(),
+            table: event.source.table.as_deref(),
+        },
+        kafka: JsonKafka {
+            topic: &event.kafka.topic,
+            partition: event.kafka.partition,
+            offset: event.kafka.offset,
+            timestamp_ms: event.kafka.timestamp_ms,
+        },
+    };
+    write_json(buf, &line);
+}
+
+/// Appends one JSON line. Writing these types to memory cannot fail; if it ever did, the line
+/// is replaced by an error object rather than cut.
+fn write_json(buf: &mut Vec<u8>, value: &impl Serialize) {
+    let start = buf.len();
+    if let Err(e) = serde_json::to_writer(&mut *buf, value) {
+        buf.truncate(start);
+        let error = serde_json::json!({ "error": e.to_string() });
+        buf.extend_from_slice(error.to_string().as_bytes());
+    }
+    buf.push(b'\n');
+}
+
+pub(super) fn json_tombstone(buf: &mut Vec<u8>, raw: &MessageRef<'_>, key: Option<&Row>) {
+    #[derive(Serialize)]
+    struct Tombstone<'a> {
+        op: &'static str,
+        key: Option<&'a Row>,
+        kafka: JsonKafka<'a>,
+    }
+    write_json(
+        buf,
+        &Tombstone {
+            op: "tombstone",
+            key,
+            kafka: JsonKafka {
+                topic: raw.topic,
+                partition: raw.partition,
+                offset: raw.offset,
+                timestamp_ms: raw.timestamp_ms,
+            },
+        },
+    );
+}
+
+pub(super) fn raw_line(buf: &mut Vec<u8>, value: Option<&[u8]>) {
+    if let Some(value) = value {
+        buf.extend_from_slice(value);
+    }
+    buf.push(b'\n');
+}
+
+pub(super) fn qualified_table(event: &ChangeEvent) -> String {
+    match (&event.source.schema, &event.source.table) {
+        (Some(schema), Some(table)) => format!("{schema}.{table}"),
+        (None, Some(table)) => table.to_string(),
+        _ => event.kafka.topic.to_string(),
+    }
+}
+
+/// `2026-12-03 22:41:05.123  u  public.users  id=3  email: "a@x" → "b@x"  lag 1.2s`
+pub(super) fn pretty_line(buf: &mut Vec<u8>, event: &ChangeEvent, color: bool, now: DateTime<Utc>) {
+    let mut line = String::with_capacity(160);
+    let commit = event.source.ts_ms.or(event.ts_ms);
+    line.push_str(&commit.map(format_time).unwrap_or_else(|| "-".repeat(23)));
+    line.push_str("  ");
+    let code = event.op.code();
+    if color {
+        line.push_str(&format!("\x1b[{}m{code}\x1b[0m", op_color(event.op)));
+    } else {
+        line.push_str(code);
+    }
+    line.push_str("  ");
+    line.push_str(&qualified_table(event));
+    if let Some(key) = &event.key {
+        line.push_str("  ");
+        line.push_str(&columns_text(key, &[]));
+    }
+    let key_columns: Vec<&str> = event
+        .key
+        .as_ref()
+        .map(|k| k.iter().map(|(c, _)| c).collect())
+        .unwrap_or_default();
+    let details = match event.op {
+        Op::Create | Op::Read => event
+            .after
+            .as_ref()
+            .map(|after| columns_text(after, &key_columns)),
+        Op::Update => match (&event.before, &event.after) {
+            (Some(before), Some(after)) => Some(changes_text(before, after, &key_columns)),
+            (None, Some(after)) => Some(columns_text(after, &key_columns)),
+            _ => None,
+        },
+        Op::Delete | Op::Truncate => None,
+        Op::Message => event.message.as_ref().map(|m| {
+            format!(
+                "{}: {}",
+                m.prefix,
+                shorten(&m.content.to_string(), PRETTY_VALUE_WIDTH * 2)
+            )
+        }),
+    };
+    if let Some(details) = details.filter(|d| !d.is_empty()) {
+        line.push_str("  ");
+        line.push_str(&details);
+    }
+    if let Some(ts) = event.source.ts_ms {
+        line.push_str("  lag ");
+        line.push_str(&format_lag(now.timestamp_millis() - ts));
+    }
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+}
+
+pub(super) fn pretty_tombstone(
+    buf: &mut Vec<u8>,
+    raw: &MessageRef<'_>,
+    key: Option<&Row>,
+    color: bool,
+) {
+    let time = raw
+        .timestamp_ms
+        .map(format_time)
+        .unwrap_or_else(|| "-".repeat(23));
+    let label = if color {
+        "\x1b[2mtombstone\x1b[0m"
+    } else {
+        "tombstone"
+    };
+    let key = key.map(|k| columns_text(k, &[])).unwrap_or_default();
+    let line = format!("{time}  {label}  {}  {key}", raw.topic);
+    buf.extend_from_slice(line.trim_end().as_bytes());
+    buf.push(b'\n');
+}
+
+fn op_color(op: Op) -> &'static str {
+    match op {
+        Op::Create => "32",
+        Op::Read => "34",
+        Op::Update => "33",
+        Op::Delete => "31",
+        Op::Truncate => "35",
+        Op::Message => "36",
+    }
+}
+
+/// `col=value col=value`, skipping `skip` columns.
+fn columns_text(row: &Row, skip: &[&str]) -> String {
+    row.iter()
+        .filter(|(c, _)| !skip.contains(c))
+        .map(|(c, v)| format!("{c}={}", value_text(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `col: before → after` for the columns that differ.
+fn changes_text(before: &Row, after: &Row, skip: &[&str]) -> String {
+    let changes: Vec<String> = after
+        .iter()
+        .filter(|(c, _)| !skip.contains(c))
+        .filter_map(|(column, new)| {
+            let old = before.get(column);
+            if matches!(new, Value::Unavailable) || old == Some(new) {
+                return None;
+            }
+            let old = old.map(value_text).unwrap_or_else(|| "∅".into());
+            Some(format!("{column}: {old} → {}", value_text(new)))
+        })
+        .collect();
+    if changes.is_empty() {
+        "(no column changed)".into()
+    } else {
+        changes.join(", ")
+    }
+}
+
+/// A value as shown in a `pretty` line: strings quoted when they would be ambiguous, long values
+/// cut.
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Unavailable => "(unchanged)".into(),
+        Value::String(s) => {
+            let plain = !s.is_empty()
+                && s != "null"
+                && !s.chars().any(|c| c.is_whitespace() || c == '"' || c == '=');
+            let text = if plain {
+                s.clone()
+            } else {
+                serde_json::to_string(s).unwrap_or_default()
+            };
+            shorten(&text, PRETTY_VALUE_WIDTH)
+        }
+        other => shorten(&other.to_string(), PRETTY_VALUE_WIDTH),
+    }
+}
+
+fn shorten(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// `2026-12-03 22:41:05.123` (UTC).
+fn format_time(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `850ms`, `1.2s`, `3m12s`, `2h05m`, `3d04h`.
+fn format_lag(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    if ms < 60_000 {
+        return format!("{:.1}s", ms as f64 / 1000.0);
+    }
+    let s = ms / 1000;
+    if s < 3600 {
+        return format!("{}m{:02}s", s / 60, s % 60);
+    }
+    if s < 86_400 {
+        return format!("{}h{:02}m", s / 3600, (s % 3600) / 60);
+    }
+    format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_reads_like_a_duration() {
+        assert_eq!(format_lag(-5), "0ms");
+        assert_eq!(format_lag(850), "850ms");
+        assert_eq!(format_lag(1_250), "1.2s");
+        assert_eq!(format_lag(192_000), "3m12s");
+        assert_eq!(format_lag(7_500_000), "2h05m");
+        assert_eq!(format_lag(3 * 86_400_000 + 4 * 3_600_000), "3d04h");
+    }
+
+    #[test]
+    fn long_and_ambiguous_values_are_quoted_and_cut() {
+        assert_eq!(value_text(&Value::String("plain".into())), "plain");
+        assert_eq!(
+            value_text(&Value::String("two words".into())),
+            "\"two words\""
+        );
+        assert_eq!(value_text(&Value::String(String::new())), "\"\"");
+        assert_eq!(value_text(&Value::String("null".into())), "\"null\"");
+        assert_eq!(value_text(&Value::Null), "null");
+        assert_eq!(value_text(&Value::Unavailable), "(unchanged)");
+        let long = value_text(&Value::String("x".repeat(500)));
+        assert_eq!(long.chars().count(), PRETTY_VALUE_WIDTH);
+        assert!(long.ends_with('…'));
+    }
+}

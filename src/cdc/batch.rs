@@ -683,21 +683,11 @@ pub fn compare_keys(a: &Row, b: &Row) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cdc::event::{Decoder, MessageRef, RecordFormat, Source};
+    use crate::cdc::event::{Decoder, RecordFormat, Source};
+    use crate::cdc::testing::{decode_with as decode, fixture};
     use proptest::prelude::*;
-    use serde_json::Value as Json;
     use std::collections::BTreeSet;
     use std::str::FromStr as _;
-
-    macro_rules! fixture {
-        ($path:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/debezium/",
-                $path
-            ))
-        };
-    }
 
     const USERS: &str = fixture!("schemas-true/cdc.public.users.jsonl");
     const ORDERS: &str = fixture!("schemas-true/cdc.public.orders.jsonl");
@@ -705,24 +695,6 @@ mod tests {
     const TRUNCATE: &str = fixture!("handmade/cdc.public.orders.truncate.jsonl");
     const MESSAGES: &str = fixture!("handmade/messages.jsonl");
     const SCHEMA_CHANGE: &str = fixture!("handmade/cdc.public.users.schema-change.jsonl");
-
-    /// Decodes `kcat -J` lines (key and payload are the raw bytes as JSON strings).
-    fn decode(decoder: &mut Decoder, text: &str) -> Vec<Decoded> {
-        text.lines()
-            .map(|line| {
-                let j: Json = serde_json::from_str(line).unwrap();
-                let msg = MessageRef {
-                    topic: j["topic"].as_str().unwrap(),
-                    partition: j["partition"].as_i64().unwrap() as i32,
-                    offset: j["offset"].as_i64().unwrap(),
-                    timestamp_ms: j["ts"].as_i64(),
-                    key: j["key"].as_str().map(str::as_bytes),
-                    value: j["payload"].as_str().map(str::as_bytes),
-                };
-                decoder.decode(&msg).unwrap()
-            })
-            .collect()
-    }
 
     fn fixture(text: &str) -> Vec<Decoded> {
         decode(&mut Decoder::new(), text)

@@ -850,22 +850,12 @@ fn decode_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cdc::testing::{Line, decode_all, fixture, lines};
     use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
     use proptest::prelude::*;
     use rust_decimal::Decimal;
     use serde_json::json;
     use std::str::FromStr as _;
-
-    /// A fixture under `tests/fixtures/debezium/`, embedded at compile time.
-    macro_rules! fixture {
-        ($path:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/debezium/",
-                $path
-            ))
-        };
-    }
 
     const SAMPLES: &[(&str, &str)] = &[
         (
@@ -928,66 +918,6 @@ mod tests {
             fixture!("handmade/cdc.public.exotic.jsonl"),
         ),
     ];
-
-    /// One message as printed by `kcat -J`: key and value are the raw bytes as JSON strings.
-    #[derive(Debug, Clone)]
-    struct Line {
-        topic: String,
-        partition: i32,
-        offset: i64,
-        ts: Option<i64>,
-        key: Option<String>,
-        value: Option<String>,
-    }
-
-    impl Line {
-        fn msg(&self) -> MessageRef<'_> {
-            MessageRef {
-                topic: &self.topic,
-                partition: self.partition,
-                offset: self.offset,
-                timestamp_ms: self.ts,
-                key: self.key.as_deref().map(str::as_bytes),
-                value: self.value.as_deref().map(str::as_bytes),
-            }
-        }
-
-        /// The same message with another value.
-        fn with_value(&self, value: impl Into<String>) -> Line {
-            Line {
-                value: Some(value.into()),
-                ..self.clone()
-            }
-        }
-    }
-
-    fn lines(text: &str) -> Vec<Line> {
-        text.lines()
-            .map(|l| {
-                let j: Json = serde_json::from_str(l).unwrap();
-                Line {
-                    topic: j["topic"].as_str().unwrap().to_owned(),
-                    partition: j["partition"].as_i64().unwrap() as i32,
-                    offset: j["offset"].as_i64().unwrap(),
-                    ts: j["ts"].as_i64(),
-                    key: j["key"].as_str().map(str::to_owned),
-                    value: j["payload"].as_str().map(str::to_owned),
-                }
-            })
-            .collect()
-    }
-
-    fn decode_all(text: &str) -> Vec<Decoded> {
-        let mut decoder = Decoder::new();
-        lines(text)
-            .iter()
-            .map(|l| {
-                decoder
-                    .decode(&l.msg())
-                    .unwrap_or_else(|e| panic!("{} @{}: {e}", l.topic, l.offset))
-            })
-            .collect()
-    }
 
     fn change(d: &Decoded) -> &ChangeEvent {
         d.as_change()

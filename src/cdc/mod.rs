@@ -5,3 +5,6 @@
 pub mod batch;
 pub mod event;
 pub mod schema;
+
+#[cfg(test)]
+mod testing;

@@ -1041,46 +1041,18 @@ fn alterable(dialect: Dialect, from: &WarehouseType, to: &WarehouseType) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cdc::event::{Decoder, MessageRef};
+    use crate::cdc::testing::{decode_all, fixture};
     use serde_json::{Value as Json, json};
     use std::sync::Arc;
 
     use Dialect::{DuckDb, Snowflake};
 
-    /// A fixture under `tests/fixtures/debezium/`, embedded at compile time.
-    macro_rules! fixture {
-        ($path:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/debezium/",
-                $path
-            ))
-        };
-    }
-
     /// The table schema of the first change event of a kcat `-J` fixture, with its key.
     fn fixture_schema(text: &str) -> Arc<TableSchema> {
-        let mut decoder = Decoder::new();
-        for line in text.lines() {
-            let j: Json = serde_json::from_str(line).unwrap();
-            let msg = MessageRef {
-                topic: j["topic"].as_str().unwrap(),
-                partition: j["partition"].as_i64().unwrap() as i32,
-                offset: j["offset"].as_i64().unwrap(),
-                timestamp_ms: j["ts"].as_i64(),
-                key: j["key"].as_str().map(str::as_bytes),
-                value: j["payload"].as_str().map(str::as_bytes),
-            };
-            if let Some(schema) = decoder
-                .decode(&msg)
-                .unwrap()
-                .as_change()
-                .and_then(|c| c.schema.clone())
-            {
-                return schema;
-            }
-        }
-        panic!("no change event with a schema in the fixture");
+        decode_all(text)
+            .iter()
+            .find_map(|d| d.as_change().and_then(|c| c.schema.clone()))
+            .expect("no change event with a schema in the fixture")
     }
 
     /// `(column, DuckDB type, Snowflake type)` for every column of a schema.

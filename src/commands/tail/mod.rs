@@ -338,17 +338,8 @@ impl Filter {
         {
             return false;
         }
-        if !self.key.is_empty() {
-            let Some(key) = &event.key else {
-                return false;
-            };
-            let all = self.key.iter().all(|(column, wanted)| match column {
-                Some(column) => key.get(column).is_some_and(|v| matches_text(v, wanted)),
-                None => key.len() == 1 && key.iter().all(|(_, v)| matches_text(v, wanted)),
-            });
-            if !all {
-                return false;
-            }
+        if !self.key_matches(event.key.as_ref()) {
+            return false;
         }
         if !self.row.is_empty() {
             let image = match event.op {
@@ -367,13 +358,20 @@ impl Filter {
 
     /// A tombstone has only a key: it passes when no filter needs more than the key.
     fn accepts_tombstone(&self, key: Option<&Row>) -> bool {
-        if self.ops.is_some() || !self.row.is_empty() {
-            return false;
+        self.ops.is_none() && self.row.is_empty() && self.key_matches(key)
+    }
+
+    /// Every `--key` matches (`COL=VALUE`, or `VALUE` for a one-column key).
+    fn key_matches(&self, key: Option<&Row>) -> bool {
+        if self.key.is_empty() {
+            return true;
         }
-        self.key.iter().all(|(column, wanted)| match (key, column) {
-            (Some(key), Some(column)) => key.get(column).is_some_and(|v| matches_text(v, wanted)),
-            (Some(key), None) => key.len() == 1 && key.iter().all(|(_, v)| matches_text(v, wanted)),
-            (None, _) => false,
+        let Some(key) = key else {
+            return false;
+        };
+        self.key.iter().all(|(column, wanted)| match column {
+            Some(column) => key.get(column).is_some_and(|v| matches_text(v, wanted)),
+            None => key.len() == 1 && key.iter().all(|(_, v)| matches_text(v, wanted)),
         })
     }
 }

@@ -10,12 +10,14 @@
 //! and the broker built by `scripts/stack.sh install`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use crate::support::free_port;
 
 /// `${CDCCTL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cdcctl}/noida/bin/noida-db`
 fn broker_bin() -> PathBuf {
@@ -44,13 +46,6 @@ fn require_kcat() {
         ok,
         "kcat is required for the broker tests (Debian: `apt-get install -y kcat`)"
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped, also on panic.

@@ -732,11 +732,7 @@ async fn missing_tables_without_terminal_and_missing_names_are_exit_2() {
 #[test]
 fn connect_down_is_exit_3_naming_the_url() {
     let dir = TestDir::new("cc_down");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let url = format!("http://127.0.0.1:{port}");
     for args in [
         &["create-connector", "--tables", "users", "--dry-run"][..],

@@ -320,11 +320,7 @@ fn without_terminal_tables_are_required_and_dead_server_is_exit_3() {
             .contains("pass `--tables LIST`, `--schemas LIST` or `--demo`")
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let out = dir
         .cdcctl()
         .args(["setup-source", "--demo"])

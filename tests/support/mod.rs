@@ -73,6 +73,14 @@ impl TestDir {
     }
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on (bound once, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
 /// Endpoints of the local stack, resolved like the CLI resolves them (defaults < `CDCCTL_*`
 /// environment), ignoring any configuration file.
 pub fn stack_config() -> Config {
@@ -488,11 +496,7 @@ impl PrivateCluster {
                 "--locale=C.UTF-8",
             ],
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut conf = format!(
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
             dir.display()

@@ -79,11 +79,11 @@ pub enum StartAt {
 /// The low and high watermarks of one partition: the first retained offset and the offset the
 /// next message will get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Watermarks {
+struct Watermarks {
     /// First retained offset.
-    pub low: i64,
+    low: i64,
     /// Offset of the next message to be produced.
-    pub high: i64,
+    high: i64,
 }
 
 impl Kafka {

@@ -187,6 +187,13 @@ async fn changes_arrive_decoded_with_exact_values() {
         ],
     );
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    // The same topic named directly, and by pattern.
+    let topic = format!("{}.public.all_types", ctx.topic_prefix);
+    let stdout = tail_ok(&ctx, &["--topic", &topic, "-e", "-o", "json"]);
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
+    let pattern = format!("{}\\.public\\..*", ctx.topic_prefix);
+    let stdout = tail_ok(&ctx, &["--pattern", &pattern, "-e", "-o", "json"]);
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
     // By time: everything was written within the hour; nothing after 2099.
     let (code, stdout, stderr) = tail(&ctx, &["all_types", "-e", "--from", "-1h", "-o", "json"]);
     assert_eq!(code, EXIT_OK, "{stderr}");

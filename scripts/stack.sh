@@ -7,6 +7,7 @@
 #   scripts/stack.sh status           table of component/port/pid/ready; exit 0 only if all ready
 #   scripts/stack.sh env              `export` lines pointing cdcctl at this stack (eval them)
 #   scripts/stack.sh logs [component] tail of the logs (postgres, broker, connect, fakesnow)
+#   scripts/stack.sh reset-broker     stop Connect and the broker, drop every topic, start again
 #
 # Installed artifacts live in the cache (shared by every clone of the repo):
 #   CDCCTL_CACHE_DIR  (default ${XDG_CACHE_HOME:-$HOME/.cache}/cdcctl)
@@ -442,8 +443,17 @@ up_broker() {
     need_start broker || return 0
     mkdir -p "$STACK/noida"
     log "broker: starting noida-db on 127.0.0.1:$KAFKA_PORT"
+    # noida-db reads its whole JSON log snapshot into RAM before it listens: allow 20 s plus
+    # 30 s per GB of snapshot (a 3.5 GB snapshot takes about 90 s on this machine kind).
+    local snapshot_mb=0
+    if [[ -f $STACK/noida/kafka.json ]]; then
+        snapshot_mb=$(($(stat -c %s "$STACK/noida/kafka.json") / 1048576))
+    fi
+    if ((snapshot_mb > 1024)); then
+        log "broker: loading a ${snapshot_mb} MB log snapshot (scripts/stack.sh reset-broker drops it)"
+    fi
     spawn broker "$STACK" "$NOIDA_BIN" start --only kafka --kafka-port "$KAFKA_PORT" --data-dir "$STACK/noida"
-    wait_ready broker 20 "$SPAWNED_AT"
+    wait_ready broker $((20 + snapshot_mb * 30 / 1024)) "$SPAWNED_AT"
 }
 
 write_connect_config() {
@@ -601,8 +611,18 @@ cmd_logs() {
     done
 }
 
+cmd_reset_broker() {
+    [[ $(id -u) == 0 ]] || die "\`reset-broker\` must run as root (the processes were started as root)"
+    stop_component connect 15
+    # No grace needed: the snapshot is about to be deleted.
+    stop_component broker 1
+    rm -f "$STACK/noida/kafka.json"
+    log "broker: dropped every topic (Connect's configs, offsets and status included)"
+    cmd_up
+}
+
 usage() {
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -615,6 +635,7 @@ main() {
         status) cmd_status ;;
         env) cmd_env ;;
         logs) cmd_logs "$@" ;;
+        reset-broker) cmd_reset_broker ;;
         -h | --help | help) usage ;;
         *) usage >&2; exit 2 ;;
     esac

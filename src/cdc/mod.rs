@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod event;
 pub mod schema;
+pub mod topics;
 
 #[cfg(test)]
 mod testing;

@@ -101,6 +101,14 @@ pub enum CliError {
         #[source]
         source: Option<anyhow::Error>,
     },
+    /// The operation failed for a reason the user can act on (exit 1).
+    #[error("{message}")]
+    Failed {
+        /// What went wrong.
+        message: String,
+        /// How to fix it.
+        hint: Option<String>,
+    },
     /// Ctrl-C arrived before the command finished.
     #[error("interrupted")]
     Interrupted,
@@ -116,6 +124,7 @@ impl CliError {
             | CliError::ConfigValue { .. }
             | CliError::Usage { .. } => EXIT_USAGE,
             CliError::Unreachable { .. } => EXIT_UNREACHABLE,
+            CliError::Failed { .. } => EXIT_FAILED,
             CliError::Interrupted => EXIT_INTERRUPTED,
         }
     }
@@ -146,7 +155,7 @@ impl CliError {
             CliError::ConfigValue { .. } => {
                 Some("run `cdcctl config` to see every value and where it came from".to_string())
             }
-            CliError::Usage { hint, .. } => hint.clone(),
+            CliError::Usage { hint, .. } | CliError::Failed { hint, .. } => hint.clone(),
             CliError::Unreachable { .. } => Some(
                 "is it running? For the local stack run `scripts/stack.sh up`; \
                  `cdcctl config` shows the endpoints in use"

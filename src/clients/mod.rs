@@ -2,5 +2,6 @@
 //! resolved configuration, return typed errors, and leave printing to the commands.
 
 pub mod connect;
+pub mod duckdb;
 pub mod kafka;
 pub mod postgres;

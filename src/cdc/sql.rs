@@ -1,0 +1,505 @@
+//! The statements a sink runs to apply one compacted batch to a target table (DESIGN.md,
+//! "Delivery semantics of `load`"). Pure: statement text only; values are never in it (they go
+//! through a staging table or bound parameters), and every identifier is quoted.
+//!
+//! # Staging
+//!
+//! The batch's rows for one table ([`Upsert`](super::batch::Upsert)s and
+//! [`Delete`](super::batch::Delete)s, one per key) are appended to a temporary staging table
+//! ([`staging_table_sql`]): the source columns, each in a [`StageKind`] the sink can append
+//! natively, then the event's operation ([`STAGE_OP`]), LSN ([`STAGE_LSN`]) and source commit time
+//! in milliseconds ([`STAGE_TS_MS`]), then one boolean per column that carried Debezium's
+//! unavailable-value placeholder in this batch ([`unavailable_flag`]).
+//!
+//! # MERGE
+//!
+//! One `MERGE` ([`merge_sql`]) per table and batch, keyed on the key columns. The source is a
+//! `SELECT` that casts every staged column to its target type (exact: decimals and timestamps
+//! with zone are staged as text and epoch microseconds, never as floats). `newer` is
+//! "the staged event's LSN is above the stored `_cdc_source_lsn`, or either is unknown":
+//!
+//! | stored row | staged op | effect |
+//! |---|---|---|
+//! | present, `newer` | `d` | `DELETE` (soft delete: `_cdc_deleted = true`, values kept) |
+//! | present, `newer` | `c`/`r`/`u` | `UPDATE` every non-key column; a column flagged unavailable keeps the stored value |
+//! | present, not `newer` | any | nothing: a replayed or late event never overwrites a newer row |
+//! | absent | `c`/`r`/`u` | `INSERT` |
+//! | absent | `d` | nothing (soft delete: `INSERT` of the before image, `_cdc_deleted = true`) |
+//!
+//! Replaying any batch again therefore changes nothing, which makes the effect of at-least-once
+//! delivery exactly once.
+//!
+//! # Truncate
+//!
+//! [`truncate_sql`] deletes (soft delete: flags) the rows stored with an LSN below the truncate's,
+//! so changes committed after the truncate and loaded by an earlier batch survive.
+
+use std::fmt::Write as _;
+
+use super::schema::{
+    CDC_DELETED, CDC_OPERATION, CDC_PROCESSED_AT, CDC_SOURCE_LSN, CDC_TIMESTAMP, Dialect,
+    TableName, WarehouseColumn, WarehouseType, quote_ident,
+};
+
+/// Staging column of the event's operation code (`c`, `r`, `u`, `d`).
+pub const STAGE_OP: &str = "__cdcctl_op";
+/// Staging column of the event's `source.lsn`.
+pub const STAGE_LSN: &str = "__cdcctl_lsn";
+/// Staging column of the event's `source.ts_ms`.
+pub const STAGE_TS_MS: &str = "__cdcctl_ts_ms";
+
+/// The staging column flagging rows whose source column number `index` was unavailable.
+pub fn unavailable_flag(index: usize) -> String {
+    format!("__cdcctl_unavailable_{index}")
+}
+
+/// How a column's values are staged: a type the sink appends without conversion, from which
+/// the MERGE casts to the target type exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageKind {
+    /// `BOOLEAN`.
+    Bool,
+    /// `BIGINT` (every integer width).
+    Int,
+    /// `DOUBLE` (`REAL` too).
+    Double,
+    /// `DATE`.
+    Date,
+    /// `TIME`, microseconds.
+    Time,
+    /// `TIMESTAMP`, microseconds.
+    Timestamp,
+    /// `TIMESTAMP` microseconds of a timestamp with zone's UTC instant (DuckDB reads a
+    /// `TIMESTAMP` as UTC when cast to `TIMESTAMPTZ`).
+    UtcTimestamp,
+    /// `BLOB`.
+    Blob,
+    /// `VARCHAR` cast to the target type: text, decimals (exact text), json, uuid, time with
+    /// zone.
+    Text,
+    /// `VARCHAR` holding JSON, cast through JSON to a list, map or struct type.
+    JsonText,
+}
+
+impl StageKind {
+    /// The staging kind of a target column type.
+    pub fn of(ty: &WarehouseType) -> Self {
+        use WarehouseType as W;
+        match ty {
+            W::Boolean => Self::Bool,
+            W::TinyInt | W::SmallInt | W::Integer | W::BigInt => Self::Int,
+            W::Real | W::Double => Self::Double,
+            W::Date => Self::Date,
+            W::Time => Self::Time,
+            W::Timestamp => Self::Timestamp,
+            W::TimestampTz => Self::UtcTimestamp,
+            W::Blob => Self::Blob,
+            W::List(_) | W::Map(..) | W::Struct(_) => Self::JsonText,
+            W::Decimal { .. }
+            | W::Text
+            | W::Varchar(_)
+            | W::TimeTz
+            | W::Json
+            | W::Uuid
+            | W::Variant
+            | W::Object
+            | W::Other(_) => Self::Text,
+        }
+    }
+
+    /// The staging column type.
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Bool => "BOOLEAN",
+            Self::Int => "BIGINT",
+            Self::Double => "DOUBLE",
+            Self::Date => "DATE",
+            Self::Time => "TIME",
+            Self::Timestamp | Self::UtcTimestamp => "TIMESTAMP",
+            Self::Blob => "BLOB",
+            Self::Text | Self::JsonText => "VARCHAR",
+        }
+    }
+}
+
+/// What one MERGE of a batch into one target table needs.
+#[derive(Debug, Clone, Copy)]
+pub struct MergeSpec<'a> {
+    /// The target table.
+    pub target: &'a TableName,
+    /// The staging table's (unqualified) name.
+    pub staging: &'a str,
+    /// The source columns staged, in staging order, with their target types.
+    pub columns: &'a [WarehouseColumn],
+    /// The key columns (names among `columns`).
+    pub key: &'a [String],
+    /// Indexes into `columns` of the columns that have an unavailable flag in this batch.
+    pub unavailable: &'a [usize],
+    /// `--soft-delete`.
+    pub soft_delete: bool,
+}
+
+impl MergeSpec<'_> {
+    fn is_key(&self, column: &str) -> bool {
+        self.key.iter().any(|k| k == column)
+    }
+}
+
+/// `CREATE OR REPLACE TEMP TABLE` for the staging table (module doc, "Staging").
+pub fn staging_table_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
+    let q = |name: &str| quote_ident(dialect, name);
+    let mut columns: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", q(&c.name), StageKind::of(&c.ty).sql()))
+        .collect();
+    columns.push(format!("{} VARCHAR", q(STAGE_OP)));
+    columns.push(format!("{} BIGINT", q(STAGE_LSN)));
+    columns.push(format!("{} BIGINT", q(STAGE_TS_MS)));
+    for &i in spec.unavailable {
+        columns.push(format!("{} BOOLEAN", q(&unavailable_flag(i))));
+    }
+    let temp = match dialect {
+        Dialect::DuckDb => "TEMP",
+        Dialect::Snowflake => "TEMPORARY",
+    };
+    format!(
+        "CREATE OR REPLACE {temp} TABLE {} ({})",
+        q(spec.staging),
+        columns.join(", ")
+    )
+}
+
+/// The expression reading staged column `name` of `kind` as target type `ty`.
+fn cast_expr(dialect: Dialect, name: &str, ty: &WarehouseType, kind: StageKind) -> String {
+    let col = quote_ident(dialect, name);
+    let target = ty.sql(dialect);
+    let semi_structured = matches!(
+        ty,
+        WarehouseType::Variant | WarehouseType::Object | WarehouseType::Json
+    );
+    match dialect {
+        Dialect::DuckDb => match kind {
+            StageKind::JsonText => format!("CAST(CAST({col} AS JSON) AS {target})"),
+            _ => format!("CAST({col} AS {target})"),
+        },
+        Dialect::Snowflake => match kind {
+            StageKind::UtcTimestamp => format!("TO_TIMESTAMP_TZ(CONCAT({col}::VARCHAR, 'Z'))"),
+            StageKind::JsonText => format!("PARSE_JSON({col})"),
+            StageKind::Text if semi_structured => format!("PARSE_JSON({col})"),
+            _ => format!("CAST({col} AS {target})"),
+        },
+    }
+}
+
+/// The source commit time of the staged event as a timestamp with zone.
+fn event_time(dialect: Dialect) -> String {
+    let ms = quote_ident(dialect, STAGE_TS_MS);
+    match dialect {
+        Dialect::DuckDb => format!("CAST(epoch_ms({ms}) AS TIMESTAMPTZ)"),
+        Dialect::Snowflake => format!("TO_TIMESTAMP_TZ({ms}, 3)"),
+    }
+}
+
+/// The `MERGE` applying the staged rows to the target (module doc, "MERGE").
+pub fn merge_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
+    let q = |name: &str| quote_ident(dialect, name);
+    let (op, lsn) = (q(STAGE_OP), q(STAGE_LSN));
+    let stored_lsn = format!("t.{}", q(CDC_SOURCE_LSN));
+
+    // The source: every staged column cast to its target type.
+    let mut select: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| {
+            let kind = StageKind::of(&c.ty);
+            format!(
+                "{} AS {}",
+                cast_expr(dialect, &c.name, &c.ty, kind),
+                q(&c.name)
+            )
+        })
+        .collect();
+    select.push(op.clone());
+    select.push(lsn.clone());
+    select.push(format!("{} AS {}", event_time(dialect), q(CDC_TIMESTAMP)));
+    select.extend(spec.unavailable.iter().map(|&i| q(&unavailable_flag(i))));
+
+    let on: Vec<String> = spec
+        .key
+        .iter()
+        .map(|k| format!("t.{} = s.{}", q(k), q(k)))
+        .collect();
+    let newer = format!("(s.{lsn} IS NULL OR {stored_lsn} IS NULL OR s.{lsn} > {stored_lsn})");
+    let metadata = |op_value: &str| {
+        let mut set = vec![
+            format!("{} = {op_value}", q(CDC_OPERATION)),
+            format!("{} = s.{}", q(CDC_TIMESTAMP), q(CDC_TIMESTAMP)),
+            format!("{} = s.{lsn}", q(CDC_SOURCE_LSN)),
+            format!("{} = now()", q(CDC_PROCESSED_AT)),
+        ];
+        if dialect == Dialect::Snowflake {
+            set[3] = format!("{} = CURRENT_TIMESTAMP()", q(CDC_PROCESSED_AT));
+        }
+        set
+    };
+
+    // UPDATE of every non-key column; unavailable ones keep the stored value.
+    let mut update: Vec<String> = spec
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !spec.is_key(&c.name))
+        .map(|(i, c)| {
+            let name = q(&c.name);
+            if spec.unavailable.contains(&i) {
+                let flag = q(&unavailable_flag(i));
+                format!("{name} = CASE WHEN s.{flag} THEN t.{name} ELSE s.{name} END")
+            } else {
+                format!("{name} = s.{name}")
+            }
+        })
+        .collect();
+    update.extend(metadata(&format!("s.{op}")));
+    if spec.soft_delete {
+        update.push(format!("{} = false", q(CDC_DELETED)));
+    }
+
+    // INSERT of the staged row (and the metadata).
+    let mut insert_columns: Vec<String> = spec.columns.iter().map(|c| q(&c.name)).collect();
+    let mut insert_values: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| format!("s.{}", q(&c.name)))
+        .collect();
+    insert_columns.extend(
+        [
+            CDC_OPERATION,
+            CDC_TIMESTAMP,
+            CDC_SOURCE_LSN,
+            CDC_PROCESSED_AT,
+        ]
+        .iter()
+        .map(|c| q(c)),
+    );
+    let processed_at = match dialect {
+        Dialect::DuckDb => "now()",
+        Dialect::Snowflake => "CURRENT_TIMESTAMP()",
+    };
+    insert_values.extend([
+        format!("s.{op}"),
+        format!("s.{}", q(CDC_TIMESTAMP)),
+        format!("s.{lsn}"),
+        processed_at.to_string(),
+    ]);
+
+    let mut sql = String::with_capacity(1024);
+    let _ = write!(
+        sql,
+        "MERGE INTO {} AS t\nUSING (SELECT {} FROM {}) AS s\nON ({})\n",
+        spec.target.sql(dialect),
+        select.join(", "),
+        q(spec.staging),
+        on.join(" AND ")
+    );
+    if spec.soft_delete {
+        let mut deleted = metadata(&format!("s.{op}"));
+        deleted.push(format!("{} = true", q(CDC_DELETED)));
+        let _ = writeln!(
+            sql,
+            "WHEN MATCHED AND s.{op} = 'd' AND {newer} THEN UPDATE SET {}",
+            deleted.join(", ")
+        );
+    } else {
+        let _ = writeln!(sql, "WHEN MATCHED AND s.{op} = 'd' AND {newer} THEN DELETE");
+    }
+    let _ = writeln!(
+        sql,
+        "WHEN MATCHED AND s.{op} <> 'd' AND {newer} THEN UPDATE SET {}",
+        update.join(", ")
+    );
+    if spec.soft_delete {
+        let _ = writeln!(
+            sql,
+            "WHEN NOT MATCHED THEN INSERT ({}, {}) VALUES ({}, s.{op} = 'd')",
+            insert_columns.join(", "),
+            q(CDC_DELETED),
+            insert_values.join(", ")
+        );
+    } else {
+        let _ = writeln!(
+            sql,
+            "WHEN NOT MATCHED AND s.{op} <> 'd' THEN INSERT ({}) VALUES ({})",
+            insert_columns.join(", "),
+            insert_values.join(", ")
+        );
+    }
+    sql
+}
+
+/// The statement applying a truncate to `target` (module doc, "Truncate"). With `lsn` it has
+/// one parameter, the truncate's LSN, bound by the sink; without, it clears the whole table.
+pub fn truncate_sql(dialect: Dialect, target: &TableName, soft_delete: bool, lsn: bool) -> String {
+    let q = |name: &str| quote_ident(dialect, name);
+    let table = target.sql(dialect);
+    let stored = q(CDC_SOURCE_LSN);
+    let filter = if lsn {
+        format!(" WHERE {stored} IS NULL OR {stored} < ?")
+    } else {
+        String::new()
+    };
+    if soft_delete {
+        let now = match dialect {
+            Dialect::DuckDb => "now()",
+            Dialect::Snowflake => "CURRENT_TIMESTAMP()",
+        };
+        format!(
+            "UPDATE {table} SET {} = true, {} = 't', {} = {now}{filter}",
+            q(CDC_DELETED),
+            q(CDC_OPERATION),
+            q(CDC_PROCESSED_AT)
+        )
+    } else {
+        format!("DELETE FROM {table}{filter}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns() -> Vec<WarehouseColumn> {
+        let col = |name: &str, ty| WarehouseColumn {
+            name: name.into(),
+            ty,
+        };
+        vec![
+            col("id", WarehouseType::BigInt),
+            col(
+                "amount",
+                WarehouseType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+            ),
+            col("notes", WarehouseType::Text),
+            col("tags", WarehouseType::List(Box::new(WarehouseType::Text))),
+            col("at", WarehouseType::TimestampTz),
+        ]
+    }
+
+    fn spec<'a>(
+        target: &'a TableName,
+        columns: &'a [WarehouseColumn],
+        key: &'a [String],
+        unavailable: &'a [usize],
+        soft_delete: bool,
+    ) -> MergeSpec<'a> {
+        MergeSpec {
+            target,
+            staging: "stage",
+            columns,
+            key,
+            unavailable,
+            soft_delete,
+        }
+    }
+
+    #[test]
+    fn staging_columns_are_native_kinds_then_metadata_then_flags() {
+        let (target, columns, key) = (TableName::new("t"), columns(), vec!["id".to_string()]);
+        let sql = staging_table_sql(Dialect::DuckDb, &spec(&target, &columns, &key, &[2], false));
+        assert_eq!(
+            sql,
+            "CREATE OR REPLACE TEMP TABLE \"stage\" (\"id\" BIGINT, \"amount\" VARCHAR, \
+             \"notes\" VARCHAR, \"tags\" VARCHAR, \"at\" TIMESTAMP, \"__cdcctl_op\" VARCHAR, \
+             \"__cdcctl_lsn\" BIGINT, \"__cdcctl_ts_ms\" BIGINT, \"__cdcctl_unavailable_2\" BOOLEAN)"
+        );
+    }
+
+    #[test]
+    fn merge_casts_exactly_guards_by_lsn_and_keeps_unavailable_columns() {
+        let target = TableName::qualified("public", "users");
+        let (columns, key) = (columns(), vec!["id".to_string()]);
+        let sql = merge_sql(Dialect::DuckDb, &spec(&target, &columns, &key, &[2], false));
+        assert!(
+            sql.starts_with("MERGE INTO \"public\".\"users\" AS t\n"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("CAST(\"amount\" AS DECIMAL(12,2)) AS \"amount\""),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("CAST(CAST(\"tags\" AS JSON) AS VARCHAR[]) AS \"tags\""),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("CAST(\"at\" AS TIMESTAMPTZ) AS \"at\""),
+            "{sql}"
+        );
+        assert!(sql.contains("ON (t.\"id\" = s.\"id\")"), "{sql}");
+        let newer = "(s.\"__cdcctl_lsn\" IS NULL OR t.\"_cdc_source_lsn\" IS NULL OR \
+                     s.\"__cdcctl_lsn\" > t.\"_cdc_source_lsn\")";
+        assert!(
+            sql.contains(&format!(
+                "WHEN MATCHED AND s.\"__cdcctl_op\" = 'd' AND {newer} THEN DELETE"
+            )),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(
+                "\"notes\" = CASE WHEN s.\"__cdcctl_unavailable_2\" THEN t.\"notes\" ELSE s.\"notes\" END"
+            ),
+            "{sql}"
+        );
+        // The key is matched on, never updated.
+        assert!(!sql.contains("\"id\" = s.\"id\","), "{sql}");
+        assert!(
+            sql.contains("WHEN NOT MATCHED AND s.\"__cdcctl_op\" <> 'd' THEN INSERT"),
+            "{sql}"
+        );
+        assert!(!sql.contains("_cdc_deleted"), "{sql}");
+    }
+
+    #[test]
+    fn soft_delete_flags_instead_of_deleting() {
+        let (target, columns, key) = (TableName::new("t"), columns(), vec!["id".to_string()]);
+        let sql = merge_sql(Dialect::DuckDb, &spec(&target, &columns, &key, &[], true));
+        assert!(!sql.contains("THEN DELETE"), "{sql}");
+        assert!(sql.contains("\"_cdc_deleted\" = true"), "{sql}");
+        assert!(sql.contains("\"_cdc_deleted\" = false"), "{sql}");
+        assert!(sql.contains("WHEN NOT MATCHED THEN INSERT"), "{sql}");
+        assert!(sql.contains("s.\"__cdcctl_op\" = 'd')"), "{sql}");
+    }
+
+    #[test]
+    fn identifiers_are_quoted_even_when_hostile() {
+        let target = TableName::new("we\"ird");
+        let columns = vec![WarehouseColumn {
+            name: "a\"b".into(),
+            ty: WarehouseType::Text,
+        }];
+        let key = vec!["a\"b".to_string()];
+        let sql = merge_sql(Dialect::DuckDb, &spec(&target, &columns, &key, &[], false));
+        assert!(sql.contains("\"we\"\"ird\""), "{sql}");
+        assert!(sql.contains("t.\"a\"\"b\" = s.\"a\"\"b\""), "{sql}");
+    }
+
+    #[test]
+    fn truncate_keeps_rows_newer_than_the_truncate() {
+        let target = TableName::new("t");
+        assert_eq!(
+            truncate_sql(Dialect::DuckDb, &target, false, true),
+            "DELETE FROM \"t\" WHERE \"_cdc_source_lsn\" IS NULL OR \"_cdc_source_lsn\" < ?"
+        );
+        assert_eq!(
+            truncate_sql(Dialect::DuckDb, &target, false, false),
+            "DELETE FROM \"t\""
+        );
+        assert!(
+            truncate_sql(Dialect::DuckDb, &target, true, true)
+                .starts_with("UPDATE \"t\" SET \"_cdc_deleted\" = true, \"_cdc_operation\" = 't'")
+        );
+    }
+}

@@ -1,7 +1,11 @@
-//! Kafka, through librdkafka (rdkafka): topic metadata, start positions, and a group-less reader.
+//! Kafka, through librdkafka (rdkafka): topic metadata, start positions, and a reader.
 //!
-//! The reader assigns partitions itself (`assign`, never `subscribe`) and never commits, so reading
-//! a topic with `cdcctl tail` cannot move a running loader's consumer group. All calls here block;
+//! The reader assigns partitions itself (`assign`, never `subscribe`). A session opened with
+//! [`Kafka::open`] belongs to no group and never commits, so reading a topic with `cdcctl tail`
+//! cannot move a running loader's consumer group. A session opened with [`Kafka::open_group`]
+//! starts where its group's committed offsets say and commits only when told to
+//! ([`Reader::commit`]), after the warehouse transaction: there is no group membership and no
+//! rebalance, so one loader runs per group (DuckDB has one writer anyway). All calls here block;
 //! commands run them on a blocking thread.
 
 use std::collections::BTreeMap;
@@ -74,6 +78,12 @@ pub enum StartAt {
     Last(i64),
     /// The first message whose timestamp is at or after this time (milliseconds since epoch).
     Time(i64),
+    /// The group's committed offset, and `Beginning` or `End` where the group has none
+    /// (sessions of [`Kafka::open_group`] only).
+    Committed {
+        /// Start where nothing is committed: the beginning (true) or the end.
+        otherwise_beginning: bool,
+    },
 }
 
 /// The low and high watermarks of one partition: the first retained offset and the offset the
@@ -114,17 +124,30 @@ impl Kafka {
     /// A session: one consumer, not a member of any group, that never commits offsets, for the
     /// metadata and then the reading (one client to set up and tear down, not two).
     pub fn open(&self) -> Result<Session> {
-        self.check_reachable()?;
         // librdkafka wants a group id even for `assign`; it is never joined (no `subscribe`) and
-        // nothing is committed under it. A reader of a backlog is throughput-bound, like kcat.
-        // When the local queue is full librdkafka pauses fetching for `fetch.queue.backoff.ms`
-        // (1 s by default): a reader that decodes would spend most of its time waiting. Resume
-        // almost at once instead.
+        // nothing is committed under it.
+        self.open_with(&format!("cdcctl-reader-{}", std::process::id()), false)
+    }
+
+    /// A session of consumer group `group`: [`StartAt::Committed`] starts at its committed
+    /// offsets and [`Reader::commit`] commits. Never joins the group (module doc).
+    pub fn open_group(&self, group: &str) -> Result<Session> {
+        self.open_with(group, true)
+    }
+
+    fn open_with(&self, group: &str, commits: bool) -> Result<Session> {
+        self.check_reachable()?;
+        // A reader of a backlog is throughput-bound, like kcat. When the local queue is full
+        // librdkafka pauses fetching for `fetch.queue.backoff.ms` (1 s by default): a reader that
+        // decodes would spend most of its time waiting. Resume almost at once instead.
         let defaults = [
-            ("group.id", format!("cdcctl-reader-{}", std::process::id())),
+            ("group.id", group.to_string()),
             ("enable.auto.commit", "false".into()),
             ("enable.auto.offset.store", "false".into()),
             ("enable.partition.eof", "true".into()),
+            // A committed offset no longer retained restarts at the oldest message, never
+            // silently at the end.
+            ("auto.offset.reset", "earliest".into()),
             ("fetch.queue.backoff.ms", "10".into()),
             ("fetch.wait.max.ms", "100".into()),
         ];
@@ -135,6 +158,7 @@ impl Kafka {
         Ok(Session {
             consumer,
             brokers: self.brokers.clone(),
+            commits,
         })
     }
 
@@ -175,6 +199,8 @@ impl Kafka {
 pub struct Session {
     consumer: QuietConsumer,
     brokers: String,
+    /// Opened for a group ([`Kafka::open_group`]).
+    commits: bool,
 }
 
 fn unreachable(brokers: &str, source: KafkaError) -> anyhow::Error {
@@ -234,6 +260,7 @@ impl Session {
                     StartAt::End => Offset::End,
                     StartAt::Offset(n) => Offset::Offset(n.clamp(marks.low, marks.high)),
                     StartAt::Last(n) => Offset::Offset((marks.high - n).max(marks.low)),
+                    StartAt::Committed { .. } => Offset::Stored,
                 };
                 list.add_partition_offset(&topic.name, partition, offset)
                     .with_context(|| format!("cannot assign {}/{partition}", topic.name))?;
@@ -241,6 +268,12 @@ impl Session {
         }
         if let StartAt::Time(ms) = start {
             list = self.offsets_for_time(&list, ms)?;
+        }
+        if let StartAt::Committed {
+            otherwise_beginning,
+        } = start
+        {
+            list = self.committed(&list, otherwise_beginning)?;
         }
         // Partitions whose start is already at the end have nothing to read.
         let mut pending = Vec::new();
@@ -262,8 +295,39 @@ impl Session {
         Ok(Reader {
             consumer: self.consumer,
             brokers: self.brokers,
+            commits: self.commits,
             pending: Mutex::new(pending),
         })
+    }
+
+    /// The group's committed offset of each partition of `list`; where there is none (or it
+    /// is no longer retained: the broker resets it) the beginning or the end.
+    fn committed(
+        &self,
+        list: &TopicPartitionList,
+        otherwise_beginning: bool,
+    ) -> Result<TopicPartitionList> {
+        if !self.commits {
+            anyhow::bail!("committed offsets need a group session (Kafka::open_group)");
+        }
+        let found = self
+            .consumer
+            .committed_offsets(list.clone(), METADATA_TIMEOUT)
+            .map_err(|e| self.unreachable(e))?;
+        let otherwise = if otherwise_beginning {
+            Offset::Beginning
+        } else {
+            Offset::End
+        };
+        let mut resolved = TopicPartitionList::new();
+        for element in found.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(o) if o >= 0 => Offset::Offset(o),
+                _ => otherwise,
+            };
+            resolved.add_partition_offset(element.topic(), element.partition(), offset)?;
+        }
+        Ok(resolved)
     }
 
     fn offsets_for_time(&self, list: &TopicPartitionList, ms: i64) -> Result<TopicPartitionList> {
@@ -298,11 +362,12 @@ pub enum Polled<'a> {
     Idle,
 }
 
-/// A group-less reader over assigned partitions. `poll` takes `&self`, so several threads can
-/// read (and decode the messages they got without copying them) at once.
+/// A reader over assigned partitions. `poll` takes `&self`, so several threads can read (and
+/// decode the messages they got without copying them) at once.
 pub struct Reader {
     consumer: QuietConsumer,
     brokers: String,
+    commits: bool,
     /// Partitions not yet read up to their start-time high watermark: (topic, partition, high).
     pending: Mutex<Vec<(String, i32, i64)>>,
 }
@@ -324,6 +389,27 @@ impl Reader {
         } else {
             Polled::Idle
         }
+    }
+
+    /// Commits `offsets` (topic, partition, next offset to read) for the session's group and
+    /// waits for the broker to confirm.
+    pub fn commit<'a>(&self, offsets: impl IntoIterator<Item = (&'a str, i32, i64)>) -> Result<()> {
+        if !self.commits {
+            anyhow::bail!("a reader without group cannot commit (Kafka::open_group)");
+        }
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, next) in offsets {
+            list.add_partition_offset(topic, partition, Offset::Offset(next))?;
+        }
+        if list.count() == 0 {
+            return Ok(());
+        }
+        self.consumer
+            .commit(&list, rdkafka::consumer::CommitMode::Sync)
+            .map_err(|e| match e.rdkafka_error_code() {
+                Some(code) if is_transport_code(code) => unreachable(&self.brokers, e),
+                _ => anyhow::Error::new(e).context("cannot commit the consumer group's offsets"),
+            })
     }
 
     /// Waits up to `timeout` for the next message.
@@ -370,8 +456,12 @@ impl Reader {
 
 /// Errors that mean the brokers cannot be reached at all.
 fn is_transport_error(err: &KafkaError) -> bool {
+    err.rdkafka_error_code().is_some_and(is_transport_code)
+}
+
+fn is_transport_code(code: RDKafkaErrorCode) -> bool {
     matches!(
-        err.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+        code,
+        RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure
     )
 }

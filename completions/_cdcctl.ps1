@@ -41,6 +41,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('create-connector', 'create-connector', [CompletionResultType]::ParameterValue, 'Apply and manage Debezium connectors on Kafka Connect')
             [CompletionResult]::new('connector', 'connector', [CompletionResultType]::ParameterValue, 'Apply and manage Debezium connectors on Kafka Connect')
             [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Read CDC topics decoded: one line per change, or JSON, or the raw messages')
+            [CompletionResult]::new('load', 'load', [CompletionResultType]::ParameterValue, 'Load CDC topics into the warehouse, keeping each table equal to its source table')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show every effective setting and where it came from (secrets as ****)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -540,6 +541,44 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'cdcctl;load' {
+            [CompletionResult]::new('--topic', '--topic', [CompletionResultType]::ParameterName, 'Load this topic (repeatable)')
+            [CompletionResult]::new('--pattern', '--pattern', [CompletionResultType]::ParameterName, 'Load every topic whose whole name matches this regular expression')
+            [CompletionResult]::new('--sink', '--sink', [CompletionResultType]::ParameterName, 'Where the rows go: duckdb or snowflake [default: `load.sink`, duckdb]')
+            [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'Kafka consumer group whose committed offsets say where to resume [default: `load.group`, cdcctl-load]')
+            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'Where a partition without committed offset starts')
+            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Flush a micro-batch at this many events [default: `load.batch_size`, 20000]')
+            [CompletionResult]::new('--flush-interval', '--flush-interval', [CompletionResultType]::ParameterName, 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]')
+            [CompletionResult]::new('--target-schema', '--target-schema', [CompletionResultType]::ParameterName, 'Put every target table in this schema (default: the source table''s schema)')
+            [CompletionResult]::new('--table-map', '--table-map', [CompletionResultType]::ParameterName, 'Load a source table into another target: `public.users=app_users`, `commerce.users=shop.customers` (repeatable)')
+            [CompletionResult]::new('--memory-limit', '--memory-limit', [CompletionResultType]::ParameterName, 'DuckDB''s memory limit (`SET memory_limit`); it spills to disk beyond it')
+            [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Write the metrics as JSON to this file, periodically and at exit')
+            [CompletionResult]::new('--metrics-interval', '--metrics-interval', [CompletionResultType]::ParameterName, 'How often the metrics file is rewritten')
+            [CompletionResult]::new('--metrics-addr', '--metrics-addr', [CompletionResultType]::ParameterName, 'Serve the metrics in Prometheus text format on this address, e.g. `127.0.0.1:9187`')
+            [CompletionResult]::new('--brokers', '--brokers', [CompletionResultType]::ParameterName, 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`')
+            [CompletionResult]::new('--topic-prefix', '--topic-prefix', [CompletionResultType]::ParameterName, 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`')
+            [CompletionResult]::new('--duckdb-path', '--duckdb-path', [CompletionResultType]::ParameterName, 'DuckDB database file')
+            [CompletionResult]::new('--duckdb', '--duckdb', [CompletionResultType]::ParameterName, 'DuckDB database file')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of cdcctl.toml to use (`[profiles.NAME]`)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file to read instead of the searched ones')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--until-caught-up', '--until-caught-up', [CompletionResultType]::ParameterName, 'Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)')
+            [CompletionResult]::new('--soft-delete', '--soft-delete', [CompletionResultType]::ParameterName, 'Keep deleted rows, flagged `_cdc_deleted = true`, instead of removing them')
+            [CompletionResult]::new('--primary-key', '--primary-key', [CompletionResultType]::ParameterName, 'Declare a PRIMARY KEY on the key columns of tables it creates (DuckDB; slower MERGE)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--no-color', '--no-color', [CompletionResultType]::ParameterName, 'Never use colour (also when `NO_COLOR` is set)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'cdcctl;config' {
             [CompletionResult]::new('--postgres-url', '--postgres-url', [CompletionResultType]::ParameterName, 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`')
             [CompletionResult]::new('--brokers', '--brokers', [CompletionResultType]::ParameterName, 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`')
@@ -548,6 +587,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--snowflake-account', '--snowflake-account', [CompletionResultType]::ParameterName, 'Snowflake account identifier (`orgname-account`)')
             [CompletionResult]::new('--snowflake-url', '--snowflake-url', [CompletionResultType]::ParameterName, 'Snowflake endpoint URL, overriding the one derived from the account')
             [CompletionResult]::new('--duckdb-path', '--duckdb-path', [CompletionResultType]::ParameterName, 'DuckDB database file')
+            [CompletionResult]::new('--duckdb', '--duckdb', [CompletionResultType]::ParameterName, 'DuckDB database file')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of cdcctl.toml to use (`[profiles.NAME]`)')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file to read instead of the searched ones')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
@@ -588,6 +628,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('generate-data', 'generate-data', [CompletionResultType]::ParameterValue, 'Fill Postgres with realistic rows and drive a stream of changes')
             [CompletionResult]::new('create-connector', 'create-connector', [CompletionResultType]::ParameterValue, 'Apply and manage Debezium connectors on Kafka Connect')
             [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Read CDC topics decoded: one line per change, or JSON, or the raw messages')
+            [CompletionResult]::new('load', 'load', [CompletionResultType]::ParameterValue, 'Load CDC topics into the warehouse, keeping each table equal to its source table')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show every effective setting and where it came from (secrets as ****)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -627,6 +668,9 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             break
         }
         'cdcctl;help;tail' {
+            break
+        }
+        'cdcctl;help;load' {
             break
         }
         'cdcctl;help;config' {

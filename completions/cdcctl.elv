@@ -38,6 +38,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand create-connector 'Apply and manage Debezium connectors on Kafka Connect'
             cand connector 'Apply and manage Debezium connectors on Kafka Connect'
             cand tail 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
+            cand load 'Load CDC topics into the warehouse, keeping each table equal to its source table'
             cand config 'Show every effective setting and where it came from (secrets as ****)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -503,6 +504,43 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'cdcctl;load'= {
+            cand --topic 'Load this topic (repeatable)'
+            cand --pattern 'Load every topic whose whole name matches this regular expression'
+            cand --sink 'Where the rows go: duckdb or snowflake [default: `load.sink`, duckdb]'
+            cand --group 'Kafka consumer group whose committed offsets say where to resume [default: `load.group`, cdcctl-load]'
+            cand --from 'Where a partition without committed offset starts'
+            cand --batch-size 'Flush a micro-batch at this many events [default: `load.batch_size`, 20000]'
+            cand --flush-interval 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]'
+            cand --target-schema 'Put every target table in this schema (default: the source table''s schema)'
+            cand --table-map 'Load a source table into another target: `public.users=app_users`, `commerce.users=shop.customers` (repeatable)'
+            cand --memory-limit 'DuckDB''s memory limit (`SET memory_limit`); it spills to disk beyond it'
+            cand --metrics-file 'Write the metrics as JSON to this file, periodically and at exit'
+            cand --metrics-interval 'How often the metrics file is rewritten'
+            cand --metrics-addr 'Serve the metrics in Prometheus text format on this address, e.g. `127.0.0.1:9187`'
+            cand --brokers 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`'
+            cand --topic-prefix 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`'
+            cand --duckdb-path 'DuckDB database file'
+            cand --duckdb 'DuckDB database file'
+            cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
+            cand --config 'Configuration file to read instead of the searched ones'
+            cand -o 'Output format: tables for people, or JSON for scripts'
+            cand --output 'Output format: tables for people, or JSON for scripts'
+            cand --until-caught-up 'Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)'
+            cand --soft-delete 'Keep deleted rows, flagged `_cdc_deleted = true`, instead of removing them'
+            cand --primary-key 'Declare a PRIMARY KEY on the key columns of tables it creates (DuckDB; slower MERGE)'
+            cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand -q 'Print only data and errors: no progress, no warnings'
+            cand --quiet 'Print only data and errors: no progress, no warnings'
+            cand --no-color 'Never use colour (also when `NO_COLOR` is set)'
+            cand -y 'Answer yes to every confirmation prompt'
+            cand --yes 'Answer yes to every confirmation prompt'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'cdcctl;config'= {
             cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
             cand --brokers 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`'
@@ -511,6 +549,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --snowflake-account 'Snowflake account identifier (`orgname-account`)'
             cand --snowflake-url 'Snowflake endpoint URL, overriding the one derived from the account'
             cand --duckdb-path 'DuckDB database file'
+            cand --duckdb 'DuckDB database file'
             cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
             cand --config 'Configuration file to read instead of the searched ones'
             cand -o 'Output format: tables for people, or JSON for scripts'
@@ -549,6 +588,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand generate-data 'Fill Postgres with realistic rows and drive a stream of changes'
             cand create-connector 'Apply and manage Debezium connectors on Kafka Connect'
             cand tail 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
+            cand load 'Load CDC topics into the warehouse, keeping each table equal to its source table'
             cand config 'Show every effective setting and where it came from (secrets as ****)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -578,6 +618,8 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
         &'cdcctl;help;create-connector;delete'= {
         }
         &'cdcctl;help;tail'= {
+        }
+        &'cdcctl;help;load'= {
         }
         &'cdcctl;help;config'= {
         }

@@ -39,6 +39,7 @@ complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "generate-data" -d 'Fi
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "create-connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "tail" -d 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "load" -d 'Load CDC topics into the warehouse, keeping each table equal to its source table'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -364,13 +365,43 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -l no-color -d 'Neve
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -s y -l yes -d 'Answer yes to every confirmation prompt'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand tail" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l topic -d 'Load this topic (repeatable)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l pattern -d 'Load every topic whose whole name matches this regular expression' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l sink -d 'Where the rows go: duckdb or snowflake [default: `load.sink`, duckdb]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l group -d 'Kafka consumer group whose committed offsets say where to resume [default: `load.group`, cdcctl-load]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l from -d 'Where a partition without committed offset starts' -r -f -a "beginning\t'The oldest retained message (the whole history, snapshot included)'
+end\t'Only changes produced after the loader starts'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l batch-size -d 'Flush a micro-batch at this many events [default: `load.batch_size`, 20000]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l flush-interval -d 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l target-schema -d 'Put every target table in this schema (default: the source table\'s schema)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l table-map -d 'Load a source table into another target: `public.users=app_users`, `commerce.users=shop.customers` (repeatable)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l memory-limit -d 'DuckDB\'s memory limit (`SET memory_limit`); it spills to disk beyond it' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l metrics-file -d 'Write the metrics as JSON to this file, periodically and at exit' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l metrics-interval -d 'How often the metrics file is rewritten' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l metrics-addr -d 'Serve the metrics in Prometheus text format on this address, e.g. `127.0.0.1:9187`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l duckdb-path -l duckdb -d 'DuckDB database file' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l until-caught-up -d 'Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l soft-delete -d 'Keep deleted rows, flagged `_cdc_deleted = true`, instead of removing them'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l primary-key -d 'Declare a PRIMARY KEY on the key columns of tables it creates (DuckDB; slower MERGE)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -s V -l version -d 'Print version'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l connect-url -d 'Kafka Connect REST URL' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l snowflake-account -d 'Snowflake account identifier (`orgname-account`)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l snowflake-url -d 'Snowflake endpoint URL, overriding the one derived from the account' -r
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l duckdb-path -d 'DuckDB database file' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l duckdb-path -l duckdb -d 'DuckDB database file' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l config -d 'Configuration file to read instead of the searched ones' -r -F
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
@@ -391,13 +422,14 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -l no-color -
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s y -l yes -d 'Answer yes to every confirmation prompt'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "generate-data" -d 'Fill Postgres with realistic rows and drive a stream of changes'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "create-connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "tail" -d 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "generate-data" -d 'Fill Postgres with realistic rows and drive a stream of changes'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "create-connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "tail" -d 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "load" -d 'Load CDC topics into the warehouse, keeping each table equal to its source table'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "list" -d 'List the worker\'s connectors: state, tasks, topic prefix, slot and tables'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "status" -d 'Show a connector\'s state and each task\'s; exit 1 unless all are RUNNING'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "restart" -d 'Restart the connector\'s failed tasks (`--all`: the connector and every task)'

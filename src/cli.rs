@@ -125,6 +125,15 @@ pub enum Command {
     /// pick topics directly; with none of them every `<prefix>.<schema>.<table>` topic is read.
     /// Reads without a consumer group and commits nothing, so a running loader is never disturbed.
     Tail(TailArgs),
+    /// Load CDC topics into the warehouse, keeping each table equal to its source table
+    ///
+    /// Micro-batches of events are compacted per key and applied with one MERGE per table in one
+    /// warehouse transaction; the consumer group's offsets are committed only after that
+    /// transaction (at-least-once), and every write is guarded by the source LSN (replays change
+    /// nothing), so the effect is exactly once. Tables are created from the Connect schema and
+    /// new source columns are added. `--until-caught-up` exits once the backlog is loaded;
+    /// otherwise it runs until Ctrl-C or SIGTERM, then flushes, commits and exits 0.
+    Load(LoadArgs),
     /// Show every effective setting and where it came from (secrets as ****)
     Config(ConfigArgs),
     /// Print a shell completion script to stdout
@@ -753,6 +762,125 @@ pub struct TailArgs {
     pub kafka: KafkaArgs,
 }
 
+/// Arguments of `cdcctl load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Tables to load: `users`, `commerce.products` (their topics are `<prefix>.<schema>.<table>`)
+    ///
+    /// With no table, `--topic` or `--pattern`, every table topic of the prefix is loaded.
+    #[arg(value_name = "TABLE")]
+    pub tables: Vec<String>,
+
+    /// Load this topic (repeatable)
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: Vec<String>,
+
+    /// Load every topic whose whole name matches this regular expression
+    #[arg(long, value_name = "REGEX")]
+    pub pattern: Option<String>,
+
+    /// Where the rows go: duckdb or snowflake [default: `load.sink`, duckdb]
+    #[arg(long, value_name = "SINK")]
+    pub sink: Option<String>,
+
+    /// Kafka consumer group whose committed offsets say where to resume [default: `load.group`,
+    /// cdcctl-load]
+    ///
+    /// Run one loader per group: the loader assigns partitions itself and does not rebalance.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+
+    /// Where a partition without committed offset starts
+    #[arg(long, value_enum, value_name = "POSITION", default_value_t = LoadFrom::Beginning)]
+    pub from: LoadFrom,
+
+    /// Flush a micro-batch at this many events [default: `load.batch_size`, 20000]
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<String>,
+
+    /// Flush a partial micro-batch after this long, e.g. `500ms` [default:
+    /// `load.flush_interval`, 1s]
+    #[arg(long, value_name = "DURATION")]
+    pub flush_interval: Option<String>,
+
+    /// Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)
+    #[arg(long)]
+    pub until_caught_up: bool,
+
+    /// Put every target table in this schema (default: the source table's schema)
+    #[arg(long, value_name = "SCHEMA")]
+    pub target_schema: Option<String>,
+
+    /// Load a source table into another target: `public.users=app_users`,
+    /// `commerce.users=shop.customers` (repeatable)
+    #[arg(long, value_name = "SOURCE=TARGET")]
+    pub table_map: Vec<String>,
+
+    /// Keep deleted rows, flagged `_cdc_deleted = true`, instead of removing them
+    #[arg(long)]
+    pub soft_delete: bool,
+
+    /// Declare a PRIMARY KEY on the key columns of tables it creates (DuckDB; slower MERGE)
+    #[arg(long)]
+    pub primary_key: bool,
+
+    /// DuckDB's memory limit (`SET memory_limit`); it spills to disk beyond it
+    #[arg(long, value_name = "SIZE", default_value = "256MB")]
+    pub memory_limit: String,
+
+    /// Write the metrics as JSON to this file, periodically and at exit
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// How often the metrics file is rewritten
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub metrics_interval: String,
+
+    /// Serve the metrics in Prometheus text format on this address, e.g. `127.0.0.1:9187`
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+
+    /// Kafka connection flags.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// DuckDB file.
+    #[command(flatten)]
+    pub duckdb: DuckdbArgs,
+}
+
+impl LoadArgs {
+    /// The config-backed flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        let mut v = self.kafka.flag_values();
+        v.extend(self.duckdb.flag_values());
+        v.extend(
+            [
+                flag("load.sink", "--sink", &self.sink),
+                flag("load.group", "--group", &self.group),
+                flag("load.batch_size", "--batch-size", &self.batch_size),
+                flag(
+                    "load.flush_interval",
+                    "--flush-interval",
+                    &self.flush_interval,
+                ),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        v
+    }
+}
+
+/// Where `cdcctl load` starts in a partition its group has no committed offset for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadFrom {
+    /// The oldest retained message (the whole history, snapshot included).
+    Beginning,
+    /// Only changes produced after the loader starts.
+    End,
+}
+
 /// How `cdcctl tail` prints events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TailFormat {
@@ -841,7 +969,7 @@ impl SnowflakeArgs {
 #[command(next_help_heading = "DuckDB")]
 pub struct DuckdbArgs {
     /// DuckDB database file
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, visible_alias = "duckdb", value_name = "PATH")]
     pub duckdb_path: Option<String>,
 }
 

@@ -406,7 +406,7 @@ pub const KEYS: &[KeySpec] = &[
     spec(
         "load.batch_size",
         Kind::Count,
-        Some("10000"),
+        Some("20000"),
         &[env::CDCCTL_LOAD_BATCH_SIZE],
     ),
     spec(

@@ -67,7 +67,7 @@ fn main() -> ExitCode {
 /// Commands that catch Ctrl-C themselves, to stop after their current transaction and still
 /// report what was committed (exit 0), instead of being cut off with exit 130.
 fn handles_ctrl_c(command: &Command) -> bool {
-    matches!(command, Command::GenerateData(_))
+    matches!(command, Command::GenerateData(_) | Command::Load(_))
 }
 
 /// Dispatches to the subcommand.
@@ -89,6 +89,10 @@ async fn run(cli: &Cli, out: &Output) -> Result<Outcome> {
         Command::Tail(args) => {
             let config = load_config(&cli.global, args.kafka.flag_values())?;
             commands::tail::run(args, &config, out).await
+        }
+        Command::Load(args) => {
+            let config = load_config(&cli.global, args.flag_values())?;
+            commands::load::run(args, &config, out).await
         }
         Command::Config(args) => {
             let config = load_config(&cli.global, args.flag_values())?;

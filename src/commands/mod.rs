@@ -5,5 +5,6 @@ pub mod completions;
 pub mod config;
 pub mod create_connector;
 pub mod generate_data;
+pub mod load;
 pub mod setup_source;
 pub mod tail;

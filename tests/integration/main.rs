@@ -11,5 +11,6 @@ mod create_connector;
 mod generate_data;
 mod generated;
 mod harness;
+mod load;
 mod setup_source;
 mod tail;

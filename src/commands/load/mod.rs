@@ -1,0 +1,276 @@
+//! `cdcctl load`: keep warehouse tables equal to the source tables.
+//!
+//! 1. Resolve the topics (like `tail`: tables, `--topic`, `--pattern`, or every table topic of
+//!    the prefix) and open the consumer group: each partition starts at the group's committed
+//!    offset, or `--from` where there is none.
+//! 2. Read and decode in parallel; assemble the events in read order into a micro-batch until
+//!    `--batch-size` events or `--flush-interval` (`cdc::batch` compacts it per key).
+//! 3. The sink applies the batch in one transaction (`clients::duckdb`), then the offsets of
+//!    every message in it are committed. The next batch is assembled meanwhile; at most one
+//!    waits, so memory stays bounded (back-pressure stops the reading).
+//! 4. Until every partition is caught up (`--until-caught-up`) or Ctrl-C / SIGTERM: then the
+//!    batch in hand is applied and committed, and the exit code is 0.
+//!
+//! A message that cannot be decoded stops the loader after the events before it are applied and
+//! committed: its offset is never committed, so nothing is lost (exit 1, with its coordinates).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::cdc::batch::TableId;
+use crate::cdc::schema::{TableName, TableOptions};
+use crate::cdc::topics::Selection;
+use crate::cli::{LoadArgs, LoadFrom};
+use crate::config::{Config, parse_duration};
+use crate::error::{CliError, Outcome};
+use crate::output::Output;
+
+mod metrics;
+mod pipeline;
+
+/// Runs `cdcctl load`.
+pub async fn run(args: &LoadArgs, config: &Config, out: &Output) -> Result<Outcome> {
+    let plan = Plan::from_args(args, config)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let signals = tokio::spawn(wait_for_signal(stop.clone()));
+    let out = out.clone();
+    let config = config.clone();
+    let result = tokio::task::spawn_blocking(move || pipeline::load(plan, &config, &out, &stop))
+        .await
+        .context("the loader thread failed")?;
+    signals.abort();
+    result
+}
+
+/// Sets `stop` on the first Ctrl-C or SIGTERM; the loader then finishes its batch and exits.
+async fn wait_for_signal(stop: Arc<AtomicBool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// Everything `load` was asked to do, checked.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    selection: Selection,
+    group: String,
+    otherwise_beginning: bool,
+    batch_size: u64,
+    flush_interval: Duration,
+    until_caught_up: bool,
+    duckdb: PathBuf,
+    memory_limit: String,
+    table_options: TableOptions,
+    targets: Targets,
+    metrics_file: Option<PathBuf>,
+    metrics_interval: Duration,
+    metrics_addr: Option<String>,
+}
+
+impl Plan {
+    fn from_args(args: &LoadArgs, config: &Config) -> Result<Plan, CliError> {
+        if config.load.sink != "duckdb" {
+            return Err(CliError::Usage {
+                message: format!(
+                    "the `{}` sink is not available in this version of cdcctl",
+                    config.load.sink
+                ),
+                hint: Some("use `--sink duckdb` (the default)".into()),
+            });
+        }
+        let metrics_interval =
+            parse_duration(&args.metrics_interval).map_err(|e| CliError::Usage {
+                message: format!("--metrics-interval `{}`: {e}", args.metrics_interval),
+                hint: Some("for example `5s` or `500ms`".into()),
+            })?;
+        Ok(Plan {
+            selection: Selection::new(&args.tables, &args.topic, args.pattern.as_deref())?,
+            group: config.load.group.clone(),
+            otherwise_beginning: args.from == LoadFrom::Beginning,
+            batch_size: config.load.batch_size.max(1),
+            flush_interval: config.load.flush_interval.max(Duration::from_millis(1)),
+            until_caught_up: args.until_caught_up,
+            duckdb: config.duckdb.path.clone(),
+            memory_limit: args.memory_limit.clone(),
+            table_options: TableOptions {
+                soft_delete: args.soft_delete,
+                primary_key: args.primary_key,
+            },
+            targets: Targets::parse(args.target_schema.as_deref(), &args.table_map)?,
+            metrics_file: args.metrics_file.clone(),
+            metrics_interval: metrics_interval.max(Duration::from_millis(100)),
+            metrics_addr: args.metrics_addr.clone(),
+        })
+    }
+}
+
+/// Source table → target table: `--table-map` first, then `--target-schema` (or the source
+/// table's own schema) with the source table's name.
+#[derive(Debug, Default)]
+pub(crate) struct Targets {
+    schema: Option<String>,
+    map: Vec<(String, String, TableName)>,
+    /// Targets handed out so far, with their source: two sources never share a target.
+    given: HashMap<TableName, TableId>,
+}
+
+impl Targets {
+    fn parse(schema: Option<&str>, map: &[String]) -> Result<Targets, CliError> {
+        let usage = |raw: &str, why: &str| CliError::Usage {
+            message: format!("--table-map `{raw}`: {why}"),
+            hint: Some(
+                "write SOURCE=TARGET, e.g. `public.users=app_users` or \
+                        `commerce.users=shop.customers`"
+                    .into(),
+            ),
+        };
+        let mut parsed = Vec::with_capacity(map.len());
+        for raw in map {
+            let (source, target) = raw.split_once('=').ok_or_else(|| usage(raw, "no `=`"))?;
+            let (source_schema, source_table) = split_name(source.trim());
+            let (target_schema, target_table) = split_name(target.trim());
+            if source_table.is_empty() || target_table.is_empty() {
+                return Err(usage(raw, "a table name is empty"));
+            }
+            let target = TableName {
+                schema: target_schema
+                    .map(str::to_owned)
+                    .or_else(|| schema.map(str::to_owned))
+                    .or_else(|| Some(source_schema.unwrap_or("public").to_owned())),
+                table: target_table.to_owned(),
+            };
+            parsed.push((
+                source_schema.unwrap_or("public").to_owned(),
+                source_table.to_owned(),
+                target,
+            ));
+        }
+        Ok(Targets {
+            schema: schema.map(str::to_owned),
+            map: parsed,
+            given: HashMap::new(),
+        })
+    }
+
+    /// The target of a source table; fails when another source table already goes there.
+    fn target(&mut self, table: &TableId) -> Result<TableName, CliError> {
+        let source_schema = table.schema.as_deref();
+        let mapped = self.map.iter().find(|(schema, name, _)| {
+            name == &*table.name && Some(schema.as_str()) == source_schema
+        });
+        let target = match mapped {
+            Some((_, _, target)) => target.clone(),
+            None => TableName {
+                schema: self
+                    .schema
+                    .clone()
+                    .or_else(|| source_schema.map(str::to_owned)),
+                table: table.name.to_string(),
+            },
+        };
+        match self.given.get(&target) {
+            Some(other) if other != table => Err(CliError::Usage {
+                message: format!(
+                    "source tables {other} and {table} would both load into {}",
+                    target.sql(crate::cdc::schema::Dialect::DuckDb)
+                ),
+                hint: Some(format!(
+                    "give one of them another target: `--table-map {table}=OTHER_NAME`"
+                )),
+            }),
+            Some(_) => Ok(target),
+            None => {
+                self.given.insert(target.clone(), table.clone());
+                Ok(target)
+            }
+        }
+    }
+}
+
+fn split_name(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('.') {
+        Some((schema, table)) => (Some(schema), table),
+        None => (None, name),
+    }
+}
+
+/// The summary printed at exit.
+#[derive(Debug, Serialize)]
+struct Summary {
+    duckdb: String,
+    group: String,
+    #[serde(flatten)]
+    metrics: metrics::Snapshot,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(schema: &str, name: &str) -> TableId {
+        TableId {
+            schema: Some(schema.into()),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn targets_follow_the_source_schema_unless_mapped() {
+        let mut t = Targets::parse(None, &["commerce.users=shop.customers".into()]).unwrap();
+        assert_eq!(
+            t.target(&id("public", "users")).unwrap(),
+            TableName::qualified("public", "users")
+        );
+        assert_eq!(
+            t.target(&id("commerce", "users")).unwrap(),
+            TableName::qualified("shop", "customers")
+        );
+    }
+
+    #[test]
+    fn one_target_schema_makes_same_named_tables_collide_with_a_hint() {
+        let mut t = Targets::parse(Some("raw"), &[]).unwrap();
+        assert_eq!(
+            t.target(&id("public", "users")).unwrap(),
+            TableName::qualified("raw", "users")
+        );
+        // The same source again is fine.
+        assert!(t.target(&id("public", "users")).is_ok());
+        let err = t.target(&id("commerce", "users")).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
+        assert!(err.hint().unwrap().contains("--table-map commerce.users="));
+    }
+
+    #[test]
+    fn a_table_map_without_equals_is_a_usage_error() {
+        let err = Targets::parse(None, &["users".into()]).unwrap_err();
+        assert!(err.to_string().contains("no `=`"), "{err}");
+        assert!(Targets::parse(None, &["users=".into()]).is_err());
+    }
+
+    #[test]
+    fn an_unqualified_map_source_means_public() {
+        let mut t = Targets::parse(Some("raw"), &["users=app_users".into()]).unwrap();
+        assert_eq!(
+            t.target(&id("public", "users")).unwrap(),
+            TableName::qualified("raw", "app_users")
+        );
+    }
+}

@@ -1,0 +1,477 @@
+//! The loader's threads (module doc of `load`, steps 2–4):
+//!
+//! - **readers** (up to 4): take a numbered chunk of messages from librdkafka under the order
+//!   lock, decode it without copying the messages, pass it on;
+//! - **assembler** (the calling thread): puts chunks back in read order, pushes their events into
+//!   the micro-batch, and hands a full (or timed-out) batch to the sink;
+//! - **sink**: applies a batch in one warehouse transaction, then commits its offsets.
+//!
+//! The hand-over is a rendezvous: while the sink applies batch N the assembler fills batch N+1
+//! and then waits, and the readers stop when their bounded queue is full. So at most two batches
+//! are in memory, and offsets are committed in order, each only after its batch is in the
+//! warehouse.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rdkafka::Message;
+use rdkafka::message::BorrowedMessage;
+
+use super::metrics::{self, Committed, Metrics, Shared};
+use super::{Plan, Summary, Targets};
+use crate::cdc::batch::{Batch, Compacted};
+use crate::cdc::event::{Decoded, Decoder, MessageRef, Op};
+use crate::clients::duckdb::{DuckDb, TableWrite};
+use crate::clients::kafka::{Kafka, Polled, Reader, StartAt};
+use crate::config::Config;
+use crate::error::{CliError, Outcome};
+use crate::output::{Output, progress_style};
+
+/// Messages a reader takes at once.
+const CHUNK_MESSAGES: usize = 1024;
+
+/// A decoded chunk, numbered in read order.
+struct Chunk {
+    seq: u64,
+    items: Vec<Item>,
+}
+
+// Nearly every item is a decoded event: boxing it would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
+enum Item {
+    Decoded(Decoded),
+    Undecodable(Undecodable),
+}
+
+/// A message the decoder rejected: where it is and why.
+struct Undecodable {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    reason: String,
+}
+
+/// A compacted batch on its way to the sink, with what the metrics need.
+struct Job {
+    compacted: Compacted,
+    kafka_ts_ms: Vec<i64>,
+    source_ts_ms: Vec<i64>,
+    handed_over: Instant,
+}
+
+/// The micro-batch being assembled.
+#[derive(Default)]
+struct Assembling {
+    batch: Batch,
+    kafka_ts_ms: Vec<i64>,
+    source_ts_ms: Vec<i64>,
+    started: Option<Instant>,
+}
+
+impl Assembling {
+    fn push(&mut self, decoded: Decoded) {
+        self.started.get_or_insert_with(Instant::now);
+        if let Some(ts) = decoded.kafka().timestamp_ms {
+            self.kafka_ts_ms.push(ts);
+        }
+        if let Some(ts) = decoded.as_change().and_then(|e| e.source.ts_ms) {
+            self.source_ts_ms.push(ts);
+        }
+        self.batch.push(decoded);
+    }
+
+    fn events(&self) -> u64 {
+        self.batch.stats().events_in
+    }
+
+    fn into_job(self) -> Job {
+        Job {
+            compacted: self.batch.finish(),
+            kafka_ts_ms: self.kafka_ts_ms,
+            source_ts_ms: self.source_ts_ms,
+            handed_over: Instant::now(),
+        }
+    }
+}
+
+/// Runs the loader until caught up (`--until-caught-up`), stopped, or failed.
+pub(super) fn load(
+    plan: Plan,
+    config: &Config,
+    out: &Output,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
+    let Plan {
+        selection,
+        group,
+        otherwise_beginning,
+        batch_size,
+        flush_interval,
+        until_caught_up,
+        duckdb,
+        memory_limit,
+        table_options,
+        mut targets,
+        metrics_file,
+        metrics_interval,
+        metrics_addr,
+    } = plan;
+    // The warehouse first: a file locked by another loader fails before anything is read.
+    let mut db = DuckDb::open(&duckdb, table_options, Some(&memory_limit))?;
+    let shared = Metrics::new();
+    if let Some(addr) = &metrics_addr {
+        let bound = metrics::serve(shared.clone(), addr)?;
+        tracing::info!("serving Prometheus metrics on http://{bound}/metrics");
+    }
+    let session = Kafka::new(&config.kafka).open_group(&group)?;
+    let all = session.topics()?;
+    let topics = selection.resolve(&config.kafka.topic_prefix, &all)?;
+    let reader = session.reader(
+        &topics,
+        StartAt::Committed {
+            otherwise_beginning,
+        },
+    )?;
+    if !out.is_quiet() {
+        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        let _ = writeln!(
+            std::io::stderr(),
+            "loading {} into {} (group {group}){}",
+            names.join(", "),
+            db.path().display(),
+            if until_caught_up {
+                ""
+            } else {
+                "; Ctrl-C to stop"
+            }
+        );
+    }
+    let bar = out.progress(None, "loading");
+    if let Some(style) = progress_style("{spinner} {msg}") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    let order = Mutex::new(0_u64);
+    let done = AtomicBool::new(false);
+
+    let result = std::thread::scope(|scope| -> Result<()> {
+        let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(workers * 2);
+        let mut readers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let chunk_tx = chunk_tx.clone();
+            let (reader, order) = (&reader, &order);
+            let worker = std::thread::Builder::new().name("load-read".into());
+            readers.push(worker.spawn_scoped(scope, move || {
+                let result = read_chunks(reader, order, stop, until_caught_up, &chunk_tx);
+                if result.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                result
+            })?);
+        }
+        drop(chunk_tx);
+
+        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(0);
+        let sink = {
+            let (reader, shared, bar, db, targets) =
+                (&reader, &shared, &bar, &mut db, &mut targets);
+            let thread = std::thread::Builder::new().name("load-sink".into());
+            thread.spawn_scoped(scope, move || {
+                let result = apply_jobs(job_rx, db, targets, reader, shared, bar, out);
+                if result.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                result
+            })?
+        };
+        if let Some(path) = &metrics_file {
+            let (shared, done) = (&shared, &done);
+            let thread = std::thread::Builder::new().name("load-metrics-file".into());
+            thread.spawn_scoped(scope, move || {
+                let mut last = Instant::now();
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    if last.elapsed() >= metrics_interval {
+                        if let Err(e) = metrics::write_file(shared, path) {
+                            tracing::warn!("{e:#}");
+                        }
+                        last = Instant::now();
+                    }
+                }
+            })?;
+        }
+
+        let assembled = assemble(chunk_rx, &job_tx, batch_size, flush_interval, stop);
+        drop(job_tx);
+        let applied = sink
+            .join()
+            .map_err(|_| anyhow::anyhow!("the sink thread panicked"));
+        done.store(true, Ordering::Relaxed);
+        let mut read = Ok(());
+        for handle in readers {
+            let result = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a reader thread panicked"))?;
+            if read.is_ok() {
+                read = result;
+            }
+        }
+        // The sink's error explains why the rest stopped: report it first.
+        applied??;
+        read?;
+        assembled
+    });
+    bar.finish_and_clear();
+    if let Some(path) = &metrics_file {
+        metrics::write_file(&shared, path)?;
+    }
+    result?;
+
+    let summary = Summary {
+        duckdb: db.path().display().to_string(),
+        group,
+        metrics: metrics::lock(&shared).snapshot(),
+    };
+    let status = metrics::lock(&shared).status_line();
+    out.report(&summary, |w| {
+        writeln!(w, "loaded {status} into {}", summary.duckdb)
+    })?;
+    Ok(Outcome::Ok)
+}
+
+/// One reader: take a numbered chunk, decode it, pass it on; until caught up (with
+/// `--until-caught-up`), stopped, or the assembler is gone.
+fn read_chunks(
+    reader: &Reader,
+    order: &Mutex<u64>,
+    stop: &AtomicBool,
+    until_caught_up: bool,
+    chunks: &mpsc::SyncSender<Chunk>,
+) -> Result<()> {
+    let mut decoder = Decoder::new();
+    let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(CHUNK_MESSAGES);
+    loop {
+        let mut caught_up = false;
+        let seq = {
+            let mut next = order.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    // Messages already taken are still passed on: they get loaded.
+                    if messages.is_empty() {
+                        return Ok(());
+                    }
+                    caught_up = true;
+                    break;
+                }
+                let timeout = if messages.is_empty() {
+                    Duration::from_millis(100)
+                } else {
+                    Duration::ZERO
+                };
+                match reader.poll(timeout)? {
+                    Polled::Message(message) => {
+                        messages.push(message);
+                        if messages.len() >= CHUNK_MESSAGES {
+                            break;
+                        }
+                    }
+                    Polled::CaughtUp if until_caught_up => {
+                        caught_up = true;
+                        break;
+                    }
+                    Polled::CaughtUp | Polled::Idle if !messages.is_empty() => break,
+                    Polled::CaughtUp | Polled::Idle => {}
+                }
+            }
+            *next += 1;
+            *next - 1
+        };
+        let items = messages
+            .drain(..)
+            .map(|m| decode(&mut decoder, &m))
+            .collect();
+        if chunks.send(Chunk { seq, items }).is_err() {
+            return Ok(());
+        }
+        if caught_up {
+            return Ok(());
+        }
+    }
+}
+
+fn decode(decoder: &mut Decoder, message: &BorrowedMessage<'_>) -> Item {
+    let raw = MessageRef {
+        topic: message.topic(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
+        key: message.key(),
+        value: message.payload(),
+    };
+    match decoder.decode(&raw) {
+        Ok(Decoded::Change(mut event)) => {
+            // Only a delete's before image is used (soft delete); the rest halves the memory.
+            if event.op != Op::Delete {
+                event.before = None;
+            }
+            Item::Decoded(Decoded::Change(event))
+        }
+        Ok(other) => Item::Decoded(other),
+        Err(e) => Item::Undecodable(Undecodable {
+            topic: raw.topic.to_owned(),
+            partition: raw.partition,
+            offset: raw.offset,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Puts chunks back in read order and hands batches to the sink. Returns when the readers are
+/// done (caught up or stopped) and the last batch is handed over, or at an undecodable message.
+fn assemble(
+    chunks: mpsc::Receiver<Chunk>,
+    jobs: &mpsc::SyncSender<Job>,
+    batch_size: u64,
+    flush_interval: Duration,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut waiting: BTreeMap<u64, Chunk> = BTreeMap::new();
+    let mut next = 0_u64;
+    let mut current = Assembling::default();
+    let mut closed = false;
+    let hand_over = |current: &mut Assembling| -> bool {
+        let full = std::mem::take(current);
+        if full.events() == 0 {
+            return true;
+        }
+        // A send fails only when the sink stopped on an error, which it reports itself.
+        jobs.send(full.into_job()).is_ok()
+    };
+    while !closed || !waiting.is_empty() {
+        let timeout = current.started.map_or(Duration::from_millis(200), |s| {
+            flush_interval.saturating_sub(s.elapsed())
+        });
+        match chunks.recv_timeout(timeout) {
+            Ok(chunk) => {
+                waiting.insert(chunk.seq, chunk);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => closed = true,
+        }
+        while let Some(chunk) = waiting.remove(&next) {
+            next += 1;
+            for item in chunk.items {
+                match item {
+                    Item::Decoded(decoded) => {
+                        current.push(decoded);
+                        if current.events() >= batch_size && !hand_over(&mut current) {
+                            return Ok(());
+                        }
+                    }
+                    Item::Undecodable(bad) => {
+                        stop.store(true, Ordering::Relaxed);
+                        hand_over(&mut current);
+                        return Err(undecodable(&bad));
+                    }
+                }
+            }
+        }
+        let due = current
+            .started
+            .is_some_and(|s| s.elapsed() >= flush_interval);
+        if due && !hand_over(&mut current) {
+            return Ok(());
+        }
+        if closed && !waiting.is_empty() && !waiting.contains_key(&next) {
+            // A reader failed between numbering and sending a chunk; it reports why.
+            break;
+        }
+    }
+    hand_over(&mut current);
+    Ok(())
+}
+
+fn undecodable(bad: &Undecodable) -> anyhow::Error {
+    CliError::Failed {
+        message: format!(
+            "the message at {}/{}@{} cannot be decoded: {}; the events before it are loaded and \
+             committed, it and the rest are not",
+            bad.topic, bad.partition, bad.offset, bad.reason
+        ),
+        hint: Some(format!(
+            "inspect it with `cdcctl tail --topic {} --from offset:{} --count 1 --format raw`",
+            bad.topic, bad.offset
+        )),
+    }
+    .into()
+}
+
+/// The sink thread: apply each batch in one transaction, then commit its offsets.
+fn apply_jobs(
+    jobs: mpsc::Receiver<Job>,
+    db: &mut DuckDb,
+    targets: &mut Targets,
+    reader: &Reader,
+    shared: &Shared,
+    bar: &indicatif::ProgressBar,
+    out: &Output,
+) -> Result<()> {
+    let mut reported_dropped = std::collections::HashSet::new();
+    for job in jobs {
+        let compacted = &job.compacted;
+        let names = compacted
+            .tables
+            .iter()
+            .map(|plan| targets.target(&plan.table))
+            .collect::<Result<Vec<_>, _>>()?;
+        let writes: Vec<TableWrite<'_>> = compacted
+            .tables
+            .iter()
+            .zip(&names)
+            .map(|(plan, target)| TableWrite { target, plan })
+            .collect();
+        let applied = db.apply(&writes)?;
+        let committed_at_ms = chrono::Utc::now().timestamp_millis();
+        reader
+            .commit(compacted.stats.commit_offsets())
+            .context("the batch is in the warehouse but its offsets are not committed; the next run replays it, which changes nothing")?;
+        for table in &applied.created {
+            tracing::info!(
+                "created table {}",
+                table.sql(crate::cdc::schema::Dialect::DuckDb)
+            );
+        }
+        for statement in &applied.altered {
+            tracing::info!("{statement}");
+        }
+        for (table, column) in applied.dropped_in_source {
+            let name = table.sql(crate::cdc::schema::Dialect::DuckDb);
+            if reported_dropped.insert((name.clone(), column.clone())) {
+                out.warn(&format!(
+                    "column `{column}` of {name} is no longer sent by the source: kept, new rows \
+                     get NULL"
+                ));
+            }
+        }
+        let mut metrics = metrics::lock(shared);
+        metrics.record(&Committed {
+            stats: &compacted.stats,
+            rows_changed: applied.rows_changed,
+            kafka_ts_ms: &job.kafka_ts_ms,
+            source_ts_ms: &job.source_ts_ms,
+            handed_over: job.handed_over,
+            committed_at_ms,
+        });
+        bar.set_message(metrics.status_line());
+    }
+    Ok(())
+}

@@ -1,0 +1,622 @@
+//! `cdcctl load` against the real stack: Postgres → Debezium on Kafka Connect → the broker →
+//! DuckDB. Convergence column for column (with and without `--soft-delete`), SIGKILL at random
+//! points, schema evolution during a run, an undecodable message, the Prometheus endpoint, and
+//! the errors (locked file, usage, unreachable broker).
+
+use std::io::{Read, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use cdcctl::error::{EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::support::{TestContext, free_port, repo_root};
+
+const DEMO: [&str; 4] = [
+    "public.users",
+    "public.credit_card_transactions",
+    "commerce.users",
+    "commerce.products",
+];
+
+/// Runs `cdcctl load` with `args` and returns (exit code, stdout, stderr).
+fn load(ctx: &TestContext, args: &[&str]) -> (u8, String, String) {
+    let out = ctx.cdcctl().arg("load").args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1) as u8,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `cdcctl` with `args`, asserting exit 0.
+fn cdcctl_ok(ctx: &TestContext, args: &[&str]) {
+    let out = ctx.cdcctl().args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "cdcctl {args:?}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A column of a Postgres table and the expressions that render it as the same text in
+/// Postgres and in DuckDB.
+struct Column {
+    name: String,
+    pg: String,
+    duck: String,
+    /// json/jsonb: compared as JSON values (DuckDB keeps the document, not Postgres' key order
+    /// and spacing).
+    json: bool,
+}
+
+/// A JSON document's text with object keys sorted and no spaces.
+fn canonical_json(text: &str) -> String {
+    fn sort(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let sorted: std::collections::BTreeMap<String, serde_json::Value> =
+                    map.into_iter().map(|(k, v)| (k, sort(v))).collect();
+                serde_json::Value::Object(sorted.into_iter().collect())
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(sort).collect())
+            }
+            other => other,
+        }
+    }
+    match serde_json::from_str(text) {
+        Ok(v) => sort(v).to_string(),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// The columns of `schema.table` in Postgres, with comparable renderings: timestamps as epoch
+/// microseconds, arrays as compact JSON, everything else as its text (exact decimals, jsonb as
+/// Postgres prints it, which is what Debezium sends).
+async fn columns(pg: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<Column> {
+    let rows = pg
+        .query(
+            "SELECT column_name, data_type FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+            &[&schema, &table],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            let ty: String = r.get(1);
+            let q = format!("\"{}\"", name.replace('"', "\"\""));
+            let (pg, duck) = match ty.as_str() {
+                "timestamp with time zone" | "timestamp without time zone" => (
+                    format!("(extract(epoch from {q}) * 1000000)::bigint::text"),
+                    format!("epoch_us({q})::VARCHAR"),
+                ),
+                "ARRAY" => (
+                    format!("array_to_json({q})::text"),
+                    format!("to_json({q})::VARCHAR"),
+                ),
+                _ => (format!("{q}::text"), format!("{q}::VARCHAR")),
+            };
+            let json = ty == "json" || ty == "jsonb";
+            Column {
+                name,
+                pg,
+                duck,
+                json,
+            }
+        })
+        .collect()
+}
+
+type Rows = Vec<Vec<Option<String>>>;
+
+async fn pg_rows(pg: &tokio_postgres::Client, schema: &str, table: &str, cols: &[Column]) -> Rows {
+    let select: Vec<&str> = cols.iter().map(|c| c.pg.as_str()).collect();
+    let sql = format!(
+        "SELECT {} FROM \"{schema}\".\"{table}\" AS t ORDER BY t.id",
+        select.join(", ")
+    );
+    pg.query(&sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (0..cols.len()).map(|i| r.get(i)).collect())
+        .collect()
+}
+
+/// Rows of a DuckDB table, in key order (`t.id`: Postgres would sort a bare `id` by the
+/// text column of that name); `filter` selects (e.g. `NOT _cdc_deleted`). `None` when the file or
+/// table does not exist yet.
+fn duck_rows(
+    path: &std::path::Path,
+    schema: &str,
+    table: &str,
+    cols: &[Column],
+    filter: &str,
+) -> Option<Rows> {
+    if !path.exists() {
+        return None;
+    }
+    let conn = duckdb::Connection::open(path).ok()?;
+    let select: Vec<&str> = cols.iter().map(|c| c.duck.as_str()).collect();
+    let sql = format!(
+        "SELECT {} FROM \"{schema}\".\"{table}\" AS t WHERE {filter} ORDER BY t.id",
+        select.join(", ")
+    );
+    let mut statement = conn.prepare(&sql).ok()?;
+    let mut rows = statement.query([]).ok()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().ok()? {
+        out.push((0..cols.len()).map(|i| row.get(i).unwrap()).collect());
+    }
+    Some(out)
+}
+
+/// The first difference between the Postgres and DuckDB copies of every demo table, or `None`.
+async fn difference(ctx: &TestContext, duckdb: &std::path::Path, filter: &str) -> Option<String> {
+    let pg = ctx.pg().await;
+    for qualified in DEMO {
+        let (schema, table) = qualified.split_once('.').unwrap();
+        let cols = columns(&pg, schema, table).await;
+        let want = pg_rows(&pg, schema, table, &cols).await;
+        let Some(have) = duck_rows(duckdb, schema, table, &cols, filter) else {
+            return Some(format!("{qualified}: no table in DuckDB yet"));
+        };
+        if want.len() != have.len() {
+            return Some(format!(
+                "{qualified}: {} rows in Postgres, {} in DuckDB",
+                want.len(),
+                have.len()
+            ));
+        }
+        let canonical = |rows: Rows| -> Rows {
+            rows.into_iter()
+                .map(|row| {
+                    row.into_iter()
+                        .zip(&cols)
+                        .map(|(cell, c)| match cell {
+                            Some(text) if c.json => Some(canonical_json(&text)),
+                            other => other,
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let (want, have) = (canonical(want), canonical(have));
+        for (w, h) in want.iter().zip(&have) {
+            if w != h {
+                let diff: Vec<String> = cols
+                    .iter()
+                    .zip(w.iter().zip(h))
+                    .filter(|(_, (a, b))| a != b)
+                    .map(|(c, (a, b))| format!("{}: {a:?} != {b:?}", c.name))
+                    .collect();
+                return Some(format!("{qualified} id {:?}: {}", w[0], diff.join("; ")));
+            }
+        }
+    }
+    None
+}
+
+/// `load --until-caught-up` until DuckDB equals Postgres (Debezium streams with a delay).
+async fn load_until_equal(
+    ctx: &TestContext,
+    extra: &[&str],
+    duckdb: &std::path::Path,
+    filter: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut args = vec!["--until-caught-up"];
+        args.extend_from_slice(extra);
+        let (code, _, stderr) = load(ctx, &args);
+        assert_eq!(code, EXIT_OK, "load {args:?}: {stderr}");
+        let Some(diff) = difference(ctx, duckdb, filter).await else {
+            return;
+        };
+        assert!(
+            Instant::now() < deadline,
+            "DuckDB never equalled Postgres: {diff}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The demo schema with a connector on it and generated data: bulk rows, then a change stream
+/// with TOAST-sized text.
+async fn demo_pipeline(ctx: &TestContext, rows: &str, events: &str) {
+    cdcctl_ok(
+        ctx,
+        &["setup-source", "--demo", "--replica-identity", "full", "-q"],
+    );
+    ctx.create_connector(&DEMO).await;
+    cdcctl_ok(ctx, &["generate-data", "--rows", rows, "--seed", "7"]);
+    cdcctl_ok(
+        ctx,
+        &[
+            "generate-data",
+            "--events",
+            events,
+            "--tx-size",
+            "20",
+            "--large-text",
+            "--seed",
+            "8",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn converges_to_postgres_column_for_column_with_and_without_soft_delete() {
+    let ctx = TestContext::new("load_converges").await;
+    demo_pipeline(&ctx, "200", "1500").await;
+
+    load_until_equal(&ctx, &["--batch-size", "700"], &ctx.duckdb_path, "true").await;
+
+    // Deletes happened, and the loaded tables have no duplicate keys.
+    let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+    for qualified in DEMO {
+        let (schema, table) = qualified.split_once('.').unwrap();
+        let dupes: i64 = conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM (SELECT id FROM \"{schema}\".\"{table}\" GROUP BY id \
+                     HAVING count(*) > 1)"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(dupes, 0, "{qualified}");
+    }
+    let ops: i64 = conn
+        .query_row(
+            "SELECT count(DISTINCT _cdc_operation) FROM public.users",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(ops >= 2, "snapshot reads and updates are both recorded");
+    drop(conn);
+
+    // The same topics into another file with --soft-delete: live rows equal Postgres, and every
+    // deleted key is kept, flagged.
+    let soft = ctx.dir.path().join("soft.duckdb");
+    let soft_arg = soft.to_str().unwrap().to_string();
+    let group = format!("{}-soft", ctx.group);
+    load_until_equal(
+        &ctx,
+        &["--soft-delete", "--duckdb", &soft_arg, "--group", &group],
+        &soft,
+        "NOT _cdc_deleted",
+    )
+    .await;
+    let conn = duckdb::Connection::open(&soft).unwrap();
+    let deleted: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM public.credit_card_transactions WHERE _cdc_deleted AND \
+             _cdc_operation = 'd'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(deleted > 0, "the change stream deletes transactions");
+}
+
+/// Waits until Debezium has created the topic of `table` (the snapshot runs after RUNNING).
+async fn wait_for_topic(ctx: &TestContext, table: &str) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let topic = format!("{}.{table}", ctx.topic_prefix);
+    let consumer: BaseConsumer = ctx.kafka_config().create().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(5))
+            .unwrap();
+        if metadata
+            .topics()
+            .iter()
+            .any(|t| t.error().is_none() && !t.partitions().is_empty())
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "topic {topic} never appeared");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Starts a following loader with small batches, its output discarded.
+fn spawn_loader(ctx: &TestContext) -> Child {
+    ctx.command()
+        .args(["load", "--batch-size", "300", "--flush-interval", "200ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn survives_sigkill_at_random_points() {
+    let ctx = TestContext::new("load_sigkill").await;
+    demo_pipeline(&ctx, "300", "3000").await;
+    // Data keeps changing while the loader is killed.
+    let mut changes = ctx
+        .command()
+        .args([
+            "generate-data",
+            "--events",
+            "3000",
+            "--rate",
+            "1500",
+            "--seed",
+            "9",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seed = std::process::id() as u64;
+    for _ in 0..6 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(300 + (seed >> 33) % 1200);
+        let mut loader = spawn_loader(&ctx);
+        tokio::time::sleep(after).await;
+        // SIGKILL, by PID: no chance to flush or commit.
+        loader.kill().unwrap();
+        let status = loader.wait().unwrap();
+        assert!(
+            status.code().is_none(),
+            "killed by a signal, not exited: {status:?}"
+        );
+    }
+    assert!(changes.wait().unwrap().success());
+
+    load_until_equal(&ctx, &[], &ctx.duckdb_path, "true").await;
+    let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+    let dupes: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM (SELECT id FROM public.credit_card_transactions GROUP BY id \
+             HAVING count(*) > 1)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(dupes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_source_column_appears_in_duckdb_during_a_run() {
+    let ctx = TestContext::new("load_evolve").await;
+    let pg = ctx.pg().await;
+    pg.batch_execute(
+        "CREATE TABLE items (id integer PRIMARY KEY, name text);
+         ALTER TABLE items REPLICA IDENTITY FULL;
+         INSERT INTO items VALUES (1, 'one'), (2, 'two');",
+    )
+    .await
+    .unwrap();
+    ctx.create_connector(&["public.items"]).await;
+    wait_for_topic(&ctx, "public.items").await;
+    let mut loader = ctx
+        .command()
+        .args(["load", "items", "--flush-interval", "200ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let count = |filter: &str| -> Option<i64> {
+        let conn = duckdb::Connection::open_with_flags(
+            &ctx.duckdb_path,
+            duckdb::Config::default()
+                .access_mode(duckdb::AccessMode::ReadOnly)
+                .ok()?,
+        )
+        .ok()?;
+        conn.query_row(
+            &format!("SELECT count(*) FROM public.items WHERE {filter}"),
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+    };
+    // The loader holds the file: stop it (SIGTERM, by PID) to look, then start it again.
+    let stop = |loader: &mut Child| {
+        let pid = loader.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let status = loader.wait().unwrap();
+        let mut stderr = String::new();
+        loader
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIGTERM flushes, commits and exits 0: {stderr}"
+        );
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pg.batch_execute(
+        "ALTER TABLE items ADD COLUMN price numeric(10,2);
+         INSERT INTO items VALUES (3, 'three', 3.50);
+         UPDATE items SET price = 1.25 WHERE id = 1;",
+    )
+    .await
+    .unwrap();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop(&mut loader);
+        if count("price IS NOT NULL") == Some(2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new column never arrived");
+        loader = ctx
+            .command()
+            .args(["load", "items", "--flush-interval", "200ms"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    }
+    let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+    let prices: Vec<(i32, Option<String>)> = conn
+        .prepare("SELECT id, price::VARCHAR FROM public.items ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        prices,
+        vec![
+            (1, Some("1.25".to_string())),
+            (2, None),
+            (3, Some("3.50".to_string()))
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecodable_message_stops_after_loading_and_committing_what_came_before() {
+    let ctx = TestContext::new("load_undecodable").await;
+    let topic = format!("{}.public.users", ctx.topic_prefix);
+    let fixture = std::fs::read_to_string(
+        repo_root().join("tests/fixtures/debezium/schemas-true/cdc.public.users.jsonl"),
+    )
+    .unwrap();
+    let first: serde_json::Value = serde_json::from_str(fixture.lines().next().unwrap()).unwrap();
+    let producer: FutureProducer = ctx.kafka_config().create().unwrap();
+    for (key, value) in [
+        (
+            first["key"].as_str().unwrap(),
+            first["payload"].as_str().unwrap(),
+        ),
+        ("{}", "{ not json"),
+    ] {
+        producer
+            .send(
+                FutureRecord::to(&topic).key(key).payload(value),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let (code, _, stderr) = load(&ctx, &["--topic", &topic, "--until-caught-up"]);
+        assert_eq!(code, EXIT_FAILED, "{stderr}");
+        assert!(
+            stderr.contains(&format!("{topic}/0@1 cannot be decoded")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("cdcctl tail --topic"), "{stderr}");
+        let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM public.users", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "the message before the bad one is loaded, once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_prometheus_metrics_and_refuses_a_second_writer() {
+    let ctx = TestContext::new("load_metrics").await;
+    let pg = ctx.pg().await;
+    pg.batch_execute(
+        "CREATE TABLE notes (id integer PRIMARY KEY, body text);
+         INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 50) g;",
+    )
+    .await
+    .unwrap();
+    ctx.create_connector(&["public.notes"]).await;
+    wait_for_topic(&ctx, "public.notes").await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut loader = ctx
+        .command()
+        .args(["load", "notes", "--metrics-addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let body = std::net::TcpStream::connect(&addr).ok().and_then(|mut s| {
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+            let mut text = String::new();
+            s.read_to_string(&mut text).ok()?;
+            Some(text)
+        });
+        if let Some(body) = &body
+            && body.contains("cdcctl_load_events_total 50")
+        {
+            break body.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed 50 events: {body:?}"
+        );
+    };
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(
+        body.contains("cdcctl_load_table_events_total{table=\"public.notes\",op=\"r\"} 50"),
+        "{body}"
+    );
+    assert!(
+        body.contains("cdcctl_load_kafka_to_commit_milliseconds{quantile=\"0.99\"}"),
+        "{body}"
+    );
+
+    // DuckDB has one writer per file: a second loader says so and exits 1.
+    let (code, _, stderr) = load(&ctx, &["notes", "--until-caught-up"]);
+    assert_eq!(code, EXIT_FAILED, "{stderr}");
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    assert!(stderr.contains("one writer per file"), "{stderr}");
+
+    let pid = loader.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let status = loader.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "Ctrl-C flushes, commits and exits 0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_errors_and_an_unreachable_broker() {
+    let ctx = TestContext::new("load_errors").await;
+    let (code, _, stderr) = load(&ctx, &["--table-map", "users", "--until-caught-up"]);
+    assert_eq!(code, EXIT_USAGE, "{stderr}");
+    assert!(stderr.contains("SOURCE=TARGET"), "{stderr}");
+    let (code, _, stderr) = load(&ctx, &["--pattern", "(", "--until-caught-up"]);
+    assert_eq!(code, EXIT_USAGE, "{stderr}");
+    let (code, _, stderr) = load(&ctx, &["--sink", "snowflake", "--until-caught-up"]);
+    assert_eq!(code, EXIT_USAGE, "{stderr}");
+    let port = free_port();
+    let (code, _, stderr) = load(
+        &ctx,
+        &[
+            "--brokers",
+            &format!("127.0.0.1:{port}"),
+            "--until-caught-up",
+        ],
+    );
+    assert_eq!(code, EXIT_UNREACHABLE, "{stderr}");
+    assert!(stderr.contains("Kafka is unreachable"), "{stderr}");
+}

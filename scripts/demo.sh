@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: install what is missing, start (or reuse) the local stack, build cdcctl and show what
-# it sees, prepare the source, apply the Debezium connector and fill the source with data. Later
-# issues extend this until it runs the whole pipeline into DuckDB.
+# it sees, prepare the source, apply the Debezium connector, fill the source with data, load the
+# change topics into DuckDB (.stack/demo.duckdb) and print the row counts of Postgres and DuckDB
+# side by side. Idempotent: a second run adds data and loads only what is new.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -40,6 +41,38 @@ cdcctl generate-data --events 2000 --tx-size 10 --rate 1000
 
 step "cdcctl connector status (the connector streams those changes to Kafka)"
 cdcctl connector status
+
+step "cdcctl load (the change topics into DuckDB until caught up; again until Debezium has sent all)"
+duckdb_file=.stack/demo.duckdb
+pg_url=$(scripts/stack.sh env | sed -n 's/^export CDCCTL_POSTGRES_URL=//p')
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+tables=(public.users public.credit_card_transactions commerce.users commerce.products)
+for attempt in $(seq 60); do
+  cdcctl -o json load --until-caught-up --duckdb "$duckdb_file" --group cdcctl-demo >"$tmp/load.json"
+  for t in "${tables[@]}"; do
+    printf '%s %s\n' "$t" "$(psql "$pg_url" -tAc "SELECT count(*) FROM $t")"
+  done >"$tmp/pg.txt"
+  if python3 - "$tmp/load.json" "$tmp/pg.txt" <<'PY'
+import json, sys
+load = json.load(open(sys.argv[1]))
+duck = {t["source"]: t["rows"] for t in load["targets"]}
+rows = [line.split() for line in open(sys.argv[2])]
+print(f"{'TABLE':34} {'POSTGRES':>9} {'DUCKDB':>9}")
+for table, pg in rows:
+    print(f"{table:34} {pg:>9} {str(duck.get(table, '-')):>9}")
+sys.exit(0 if all(str(duck.get(t)) == pg for t, pg in rows) else 1)
+PY
+  then
+    printf 'equal after %s load run(s): %s\n' "$attempt" "$duckdb_file"
+    break
+  fi
+  if [[ $attempt == 60 ]]; then
+    echo "DuckDB did not catch up with Postgres; see cdcctl connector status" >&2
+    exit 1
+  fi
+  sleep 2
+done
 
 step "cdcctl tail (the last changes of public.users, decoded)"
 cdcctl tail users --from offset:-5 --until-end

@@ -118,6 +118,14 @@ impl Metrics {
         });
     }
 
+    /// Change events loaded per source table (`schema.table`).
+    pub fn table_events(&self) -> BTreeMap<String, u64> {
+        self.tables
+            .iter()
+            .map(|(name, counts)| (name.clone(), counts.total()))
+            .collect()
+    }
+
     /// The run's events per second so far.
     pub fn events_per_second(&self) -> f64 {
         let secs = self.started.elapsed().as_secs_f64();

@@ -204,6 +204,19 @@ impl Targets {
     }
 }
 
+impl Targets {
+    /// Every (source, target) pair handed out, by source.
+    fn pairs(&self) -> Vec<(TableId, TableName)> {
+        let mut pairs: Vec<(TableId, TableName)> = self
+            .given
+            .iter()
+            .map(|(target, source)| (source.clone(), target.clone()))
+            .collect();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs
+    }
+}
+
 fn split_name(name: &str) -> (Option<&str>, &str) {
     match name.split_once('.') {
         Some((schema, table)) => (Some(schema), table),
@@ -216,8 +229,20 @@ fn split_name(name: &str) -> (Option<&str>, &str) {
 struct Summary {
     duckdb: String,
     group: String,
+    /// Every table this run wrote to, with its row count after the run.
+    targets: Vec<TargetRows>,
     #[serde(flatten)]
     metrics: metrics::Snapshot,
+}
+
+#[derive(Debug, Serialize)]
+struct TargetRows {
+    source: String,
+    target: String,
+    /// Change events of the source table loaded by this run.
+    events: u64,
+    /// Rows in the target table now (soft-deleted ones included); `None` before it exists.
+    rows: Option<u64>,
 }
 
 #[cfg(test)]

@@ -22,9 +22,11 @@ use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
 
 use super::metrics::{self, Committed, Metrics, Shared};
-use super::{Plan, Summary, Targets};
-use crate::cdc::batch::{Batch, Compacted};
+use super::{Plan, Summary, TargetRows, Targets};
+use crate::cdc::batch::{Batch, Compacted, TableId};
 use crate::cdc::event::{Decoded, Decoder, MessageRef, Op};
+use crate::cdc::schema::Dialect;
+use crate::cdc::topics::table_of_topic;
 use crate::clients::duckdb::{DuckDb, TableWrite};
 use crate::clients::kafka::{Kafka, Polled, Reader, StartAt};
 use crate::config::Config;
@@ -130,6 +132,15 @@ pub(super) fn load(
     let session = Kafka::new(&config.kafka).open_group(&group)?;
     let all = session.topics()?;
     let topics = selection.resolve(&config.kafka.topic_prefix, &all)?;
+    // Targets of the table topics now: a collision of two sources fails before any loading.
+    for topic in &topics {
+        if let Some((schema, table)) = table_of_topic(&config.kafka.topic_prefix, &topic.name) {
+            targets.target(&TableId {
+                schema: Some(schema.into()),
+                name: table.into(),
+            })?;
+        }
+    }
     let reader = session.reader(
         &topics,
         StartAt::Committed {
@@ -236,13 +247,41 @@ pub(super) fn load(
     }
     result?;
 
+    let metrics = metrics::lock(&shared);
+    let per_table = metrics.table_events();
+    let mut rows = Vec::new();
+    for (source, target) in targets.pairs() {
+        rows.push(TargetRows {
+            events: per_table.get(&source.to_string()).copied().unwrap_or(0),
+            source: source.to_string(),
+            rows: match db.columns(&target)? {
+                Some(_) => Some(db.count(&target)?),
+                None => None,
+            },
+            target: target.sql(Dialect::DuckDb),
+        });
+    }
     let summary = Summary {
         duckdb: db.path().display().to_string(),
         group,
-        metrics: metrics::lock(&shared).snapshot(),
+        targets: rows,
+        metrics: metrics.snapshot(),
     };
-    let status = metrics::lock(&shared).status_line();
+    let status = metrics.status_line();
+    drop(metrics);
     out.report(&summary, |w| {
+        if !summary.targets.is_empty() {
+            let mut table = out.table(["SOURCE", "TARGET", "EVENTS", "ROWS"]);
+            for t in &summary.targets {
+                table.add_row([
+                    t.source.clone(),
+                    t.target.clone(),
+                    t.events.to_string(),
+                    t.rows.map_or("-".into(), |n| n.to_string()),
+                ]);
+            }
+            write!(w, "{}", out.render_table(&table))?;
+        }
         writeln!(w, "loaded {status} into {}", summary.duckdb)
     })?;
     Ok(Outcome::Ok)
@@ -445,16 +484,13 @@ fn apply_jobs(
             .commit(compacted.stats.commit_offsets())
             .context("the batch is in the warehouse but its offsets are not committed; the next run replays it, which changes nothing")?;
         for table in &applied.created {
-            tracing::info!(
-                "created table {}",
-                table.sql(crate::cdc::schema::Dialect::DuckDb)
-            );
+            tracing::info!("created table {}", table.sql(Dialect::DuckDb));
         }
         for statement in &applied.altered {
             tracing::info!("{statement}");
         }
         for (table, column) in applied.dropped_in_source {
-            let name = table.sql(crate::cdc::schema::Dialect::DuckDb);
+            let name = table.sql(Dialect::DuckDb);
             if reported_dropped.insert((name.clone(), column.clone())) {
                 out.warn(&format!(
                     "column `{column}` of {name} is no longer sent by the source: kept, new rows \

@@ -343,3 +343,94 @@ fn respond(mut stream: std::net::TcpStream, shared: &Shared) -> io::Result<()> {
         body.len()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdc::batch::TableId;
+
+    fn stats(events: u64, table: &str, updates: u64) -> BatchStats {
+        let mut stats = BatchStats {
+            events_in: events,
+            source_ts_ms_max: Some(1_000),
+            ..BatchStats::default()
+        };
+        stats.per_table.insert(
+            TableId {
+                schema: Some("public".into()),
+                name: table.into(),
+            },
+            OpCounts {
+                update: updates,
+                ..OpCounts::default()
+            },
+        );
+        stats
+    }
+
+    #[test]
+    fn records_counts_per_table_and_latency_per_event() {
+        let shared = Metrics::new();
+        let mut m = lock(&shared);
+        let kafka: Vec<i64> = (0..100).map(|i| 10_000 - i * 10).collect();
+        m.record(&Committed {
+            stats: &stats(100, "users", 90),
+            rows_changed: 80,
+            kafka_ts_ms: &kafka,
+            source_ts_ms: &[9_000],
+            handed_over: Instant::now(),
+            committed_at_ms: 10_000,
+        });
+        m.record(&Committed {
+            stats: &stats(10, "users", 10),
+            rows_changed: 10,
+            kafka_ts_ms: &[],
+            source_ts_ms: &[],
+            handed_over: Instant::now(),
+            committed_at_ms: 10_000,
+        });
+        let s = serde_json::to_value(m.snapshot()).unwrap();
+        assert_eq!(s["events"], 110);
+        assert_eq!(s["batches"], 2);
+        assert_eq!(s["rows_changed"], 90);
+        assert_eq!(s["tables"]["public.users"]["u"], 100);
+        // Kafka latencies 1 (clamped from 0), 10, 20, ... 990 ms.
+        let p99 = s["latency_ms"]["kafka_to_commit"]["p99"].as_u64().unwrap();
+        assert!((975..=995).contains(&p99), "{p99}");
+        assert_eq!(s["latency_ms"]["source_to_commit"]["max"], 1_000);
+        assert_eq!(s["last_batch"]["source_lag_ms"], 9_000);
+        assert_eq!(m.table_events()["public.users"], 100);
+        assert!(
+            m.status_line().starts_with("110 events, "),
+            "{}",
+            m.status_line()
+        );
+    }
+
+    #[test]
+    fn prometheus_text_has_help_type_and_labelled_samples() {
+        let shared = Metrics::new();
+        let mut m = lock(&shared);
+        m.record(&Committed {
+            stats: &stats(5, "we\"ird", 5),
+            rows_changed: 5,
+            kafka_ts_ms: &[],
+            source_ts_ms: &[],
+            handed_over: Instant::now(),
+            committed_at_ms: 0,
+        });
+        let text = m.prometheus();
+        assert!(
+            text.contains("# TYPE cdcctl_load_events_total counter\ncdcctl_load_events_total 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cdcctl_load_table_events_total{table=\"public.we\\\"ird\",op=\"u\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE cdcctl_load_batch_milliseconds summary"),
+            "{text}"
+        );
+    }
+}

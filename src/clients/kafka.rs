@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -451,6 +452,66 @@ impl Reader {
             .into()),
             Some(Err(e)) => Err(anyhow::Error::new(e).context("cannot read from Kafka")),
         }
+    }
+}
+
+/// A batch taken by [`Reader::take_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// The batch's number: batches are numbered in read order, from 0.
+    pub seq: u64,
+    /// Every partition is caught up (with `until_caught_up`), or `stop` was set: the taker
+    /// should not take again.
+    pub last: bool,
+}
+
+impl Reader {
+    /// Fills `messages` (empty on entry) with up to `max` messages for one of several threads
+    /// that decode in parallel and put the batches back in order by [`Taken::seq`]. Holds
+    /// `order` while taking, so batch numbers follow read order. Waits for the first message;
+    /// once there is one, takes only what is already there. Returns `None` when `stop` is set
+    /// before any message was taken.
+    pub fn take_batch<'a>(
+        &'a self,
+        order: &Mutex<u64>,
+        messages: &mut Vec<BorrowedMessage<'a>>,
+        max: usize,
+        until_caught_up: bool,
+        stop: &AtomicBool,
+    ) -> Result<Option<Taken>> {
+        let mut next = order.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = false;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                if messages.is_empty() {
+                    return Ok(None);
+                }
+                last = true;
+                break;
+            }
+            let timeout = if messages.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            };
+            match self.poll(timeout)? {
+                Polled::Message(message) => {
+                    messages.push(message);
+                    if messages.len() >= max {
+                        break;
+                    }
+                }
+                Polled::CaughtUp if until_caught_up => {
+                    last = true;
+                    break;
+                }
+                Polled::CaughtUp | Polled::Idle if !messages.is_empty() => break,
+                Polled::CaughtUp | Polled::Idle => {}
+            }
+        }
+        let seq = *next;
+        *next += 1;
+        Ok(Some(Taken { seq, last }))
     }
 }
 

@@ -329,10 +329,11 @@ async fn wait_for_topic(ctx: &TestContext, table: &str) {
     }
 }
 
-/// Starts a following loader with small batches, its output discarded.
-fn spawn_loader(ctx: &TestContext) -> Child {
+/// Starts a following `cdcctl load` with `args`; stdout discarded, stderr kept.
+fn spawn_loader(ctx: &TestContext, args: &[&str]) -> Child {
     ctx.command()
-        .args(["load", "--batch-size", "300", "--flush-interval", "200ms"])
+        .arg("load")
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -365,7 +366,7 @@ async fn survives_sigkill_at_random_points() {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let after = Duration::from_millis(300 + (seed >> 33) % 1200);
-        let mut loader = spawn_loader(&ctx);
+        let mut loader = spawn_loader(&ctx, &["--batch-size", "300", "--flush-interval", "200ms"]);
         tokio::time::sleep(after).await;
         // SIGKILL, by PID: no chance to flush or commit.
         loader.kill().unwrap();
@@ -403,13 +404,7 @@ async fn a_new_source_column_appears_in_duckdb_during_a_run() {
     .unwrap();
     ctx.create_connector(&["public.items"]).await;
     wait_for_topic(&ctx, "public.items").await;
-    let mut loader = ctx
-        .command()
-        .args(["load", "items", "--flush-interval", "200ms"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut loader = spawn_loader(&ctx, &["items", "--flush-interval", "200ms"]);
     let count = |filter: &str| -> Option<i64> {
         let conn = duckdb::Connection::open_with_flags(
             &ctx.duckdb_path,
@@ -462,13 +457,7 @@ async fn a_new_source_column_appears_in_duckdb_during_a_run() {
             break;
         }
         assert!(Instant::now() < deadline, "the new column never arrived");
-        loader = ctx
-            .command()
-            .args(["load", "items", "--flush-interval", "200ms"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        loader = spawn_loader(&ctx, &["items", "--flush-interval", "200ms"]);
     }
     let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
     let prices: Vec<(i32, Option<String>)> = conn
@@ -543,13 +532,7 @@ async fn serves_prometheus_metrics_and_refuses_a_second_writer() {
     wait_for_topic(&ctx, "public.notes").await;
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut loader = ctx
-        .command()
-        .args(["load", "notes", "--metrics-addr", &addr])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut loader = spawn_loader(&ctx, &["notes", "--metrics-addr", &addr]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let body = loop {
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -28,7 +28,7 @@ use crate::cdc::event::{Decoded, Decoder, MessageRef, Op};
 use crate::cdc::schema::Dialect;
 use crate::cdc::topics::table_of_topic;
 use crate::clients::duckdb::{DuckDb, TableWrite};
-use crate::clients::kafka::{Kafka, Polled, Reader, StartAt};
+use crate::clients::kafka::{Kafka, Reader, StartAt};
 use crate::config::Config;
 use crate::error::{CliError, Outcome};
 use crate::output::{Output, progress_style};
@@ -298,53 +298,22 @@ fn read_chunks(
 ) -> Result<()> {
     let mut decoder = Decoder::new();
     let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(CHUNK_MESSAGES);
-    loop {
-        let mut caught_up = false;
-        let seq = {
-            let mut next = order.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    // Messages already taken are still passed on: they get loaded.
-                    if messages.is_empty() {
-                        return Ok(());
-                    }
-                    caught_up = true;
-                    break;
-                }
-                let timeout = if messages.is_empty() {
-                    Duration::from_millis(100)
-                } else {
-                    Duration::ZERO
-                };
-                match reader.poll(timeout)? {
-                    Polled::Message(message) => {
-                        messages.push(message);
-                        if messages.len() >= CHUNK_MESSAGES {
-                            break;
-                        }
-                    }
-                    Polled::CaughtUp if until_caught_up => {
-                        caught_up = true;
-                        break;
-                    }
-                    Polled::CaughtUp | Polled::Idle if !messages.is_empty() => break,
-                    Polled::CaughtUp | Polled::Idle => {}
-                }
-            }
-            *next += 1;
-            *next - 1
-        };
+    while let Some(taken) =
+        reader.take_batch(order, &mut messages, CHUNK_MESSAGES, until_caught_up, stop)?
+    {
         let items = messages
             .drain(..)
             .map(|m| decode(&mut decoder, &m))
             .collect();
-        if chunks.send(Chunk { seq, items }).is_err() {
-            return Ok(());
-        }
-        if caught_up {
-            return Ok(());
+        let chunk = Chunk {
+            seq: taken.seq,
+            items,
+        };
+        if chunks.send(chunk).is_err() || taken.last {
+            break;
         }
     }
+    Ok(())
 }
 
 fn decode(decoder: &mut Decoder, message: &BorrowedMessage<'_>) -> Item {

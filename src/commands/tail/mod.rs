@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -25,7 +24,7 @@ use rdkafka::message::BorrowedMessage;
 use crate::cdc::event::{ChangeEvent, Decoded, Decoder, MessageRef, Op, Row, Value};
 use crate::cdc::topics::Selection;
 use crate::cli::{TailArgs, TailFormat};
-use crate::clients::kafka::{Kafka, Polled, Reader, StartAt};
+use crate::clients::kafka::{Kafka, Reader, StartAt};
 use crate::config::{Config, parse_duration};
 use crate::error::{CliError, Outcome};
 use crate::output::Output;
@@ -372,48 +371,17 @@ fn decode_batches(
 ) -> Result<()> {
     let mut decoder = Decoder::new();
     let mut messages = Vec::with_capacity(BATCH_MESSAGES);
-    loop {
-        let mut caught_up = false;
-        let seq = {
-            let mut next = order.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
-                // While a batch is being filled, do not wait: take what there is instead.
-                let timeout = if messages.is_empty() {
-                    Duration::from_millis(200)
-                } else {
-                    Duration::ZERO
-                };
-                match reader.poll(timeout)? {
-                    Polled::Message(message) => {
-                        messages.push(message);
-                        if messages.len() >= BATCH_MESSAGES {
-                            break;
-                        }
-                    }
-                    Polled::CaughtUp if !plan.follow => {
-                        caught_up = true;
-                        break;
-                    }
-                    Polled::CaughtUp | Polled::Idle if !messages.is_empty() => break,
-                    Polled::CaughtUp | Polled::Idle => {}
-                }
-            }
-            *next += 1;
-            *next - 1
-        };
-        let text = render(&mut decoder, pool, plan, seq, &messages);
+    while let Some(taken) =
+        reader.take_batch(order, &mut messages, BATCH_MESSAGES, !plan.follow, stop)?
+    {
+        let text = render(&mut decoder, pool, plan, taken.seq, &messages);
         messages.clear();
-        if rendered.send(text).is_err() {
-            return Ok(());
-        }
-        if caught_up {
-            // The other workers see it too: every poll now reports caught up.
-            return Ok(());
+        // After the last batch the other workers see the end too: every poll reports it.
+        if rendered.send(text).is_err() || taken.last {
+            break;
         }
     }
+    Ok(())
 }
 
 /// Decodes, filters and formats one batch.

@@ -549,6 +549,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'Where a partition without committed offset starts')
             [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Flush a micro-batch at this many events [default: `load.batch_size`, 20000]')
             [CompletionResult]::new('--flush-interval', '--flush-interval', [CompletionResultType]::ParameterName, 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]')
+            [CompletionResult]::new('--commit-interval', '--commit-interval', [CompletionResultType]::ParameterName, 'Commit the offsets of loaded batches this often (`0s`: after every batch)')
             [CompletionResult]::new('--target-schema', '--target-schema', [CompletionResultType]::ParameterName, 'Put every target table in this schema (default: the source table''s schema)')
             [CompletionResult]::new('--table-map', '--table-map', [CompletionResultType]::ParameterName, 'Load a source table into another target: `public.users=app_users`, `commerce.users=shop.customers` (repeatable)')
             [CompletionResult]::new('--memory-limit', '--memory-limit', [CompletionResultType]::ParameterName, 'DuckDB''s memory limit (`SET memory_limit`); it spills to disk beyond it')

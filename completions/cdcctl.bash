@@ -954,7 +954,7 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__load)
-            opts="-o -v -q -y -h -V --topic --pattern --sink --group --from --batch-size --flush-interval --until-caught-up --target-schema --table-map --soft-delete --primary-key --memory-limit --metrics-file --metrics-interval --metrics-addr --brokers --topic-prefix --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            opts="-o -v -q -y -h -V --topic --pattern --sink --group --from --batch-size --flush-interval --commit-interval --until-caught-up --target-schema --table-map --soft-delete --primary-key --memory-limit --metrics-file --metrics-interval --metrics-addr --brokers --topic-prefix --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -985,6 +985,10 @@ _cdcctl() {
                     return 0
                     ;;
                 --flush-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --commit-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

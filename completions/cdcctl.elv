@@ -512,6 +512,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --from 'Where a partition without committed offset starts'
             cand --batch-size 'Flush a micro-batch at this many events [default: `load.batch_size`, 20000]'
             cand --flush-interval 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]'
+            cand --commit-interval 'Commit the offsets of loaded batches this often (`0s`: after every batch)'
             cand --target-schema 'Put every target table in this schema (default: the source table''s schema)'
             cand --table-map 'Load a source table into another target: `public.users=app_users`, `commerce.users=shop.customers` (repeatable)'
             cand --memory-limit 'DuckDB''s memory limit (`SET memory_limit`); it spills to disk beyond it'

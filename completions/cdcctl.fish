@@ -373,6 +373,7 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l from -d 'Where a 
 end\t'Only changes produced after the loader starts'"
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l batch-size -d 'Flush a micro-batch at this many events [default: `load.batch_size`, 20000]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l flush-interval -d 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l commit-interval -d 'Commit the offsets of loaded batches this often (`0s`: after every batch)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l target-schema -d 'Put every target table in this schema (default: the source table\'s schema)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l table-map -d 'Load a source table into another target: `public.users=app_users`, `commerce.users=shop.customers` (repeatable)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l memory-limit -d 'DuckDB\'s memory limit (`SET memory_limit`); it spills to disk beyond it' -r

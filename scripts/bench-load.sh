@@ -36,6 +36,7 @@
 #   BENCH_SIZES=100000 BENCH_RUNS=1 scripts/bench-load.sh  # quick look
 #   BENCH_SKIP_BUILD=1 ...        use $CARGO_TARGET_DIR/release/cdcctl as it is (no cargo build)
 #   BENCH_LOAD_ARGS='--batch-size 50000' ...   extra `cdcctl load` arguments (word-split)
+#   BENCH_SHOW_LOG=1 ...          print each run's loader stderr (with BENCH_LOAD_ARGS=-vv: timings)
 set -euo pipefail
 
 # Targets (see the header).
@@ -121,6 +122,9 @@ main() {
   local sizes=() load_args=() s
   read -r -a sizes <<<"${BENCH_SIZES:-100000 300000 1000000}"
   read -r -a load_args <<<"${BENCH_LOAD_ARGS:-}"
+  # -q, unless -v is asked for (they conflict).
+  quiet=-q
+  if [[ " ${BENCH_LOAD_ARGS:-} " == *" -v"* ]]; then quiet=; fi
   ((${#sizes[@]} > 0)) || bench_die "BENCH_SIZES is empty"
   for s in "${sizes[@]}" "$runs"; do
     [[ $s =~ ^[1-9][0-9]*$ ]] || bench_die "not a positive integer: $s (BENCH_SIZES, BENCH_RUNS)"
@@ -189,12 +193,13 @@ main() {
       start=$(bench_now)
       if ! CDCCTL_KAFKA_BROKERS=$BENCH_BROKERS CDCCTL_KAFKA_TOPIC_PREFIX=bench \
         "$time_bin" -f %M -o "$tmp/rss" \
-        "$cdcctl" -q load --topic "$topic" --duckdb "$db" --group "bench-$$-$size-$run-$RANDOM" \
+        "$cdcctl" ${quiet:+"$quiet"} load --topic "$topic" --duckdb "$db" --group "bench-$$-$size-$run-$RANDOM" \
         --until-caught-up --metrics-file "$metrics" "${load_args[@]}" >"$tmp/load.log" 2>&1; then
         tail -n 30 "$tmp/load.log" >&2
         bench_die "cdcctl load failed ($(head -n 1 "$tmp/rss"))"
       fi
       load_times+=("$(bench_since "$start")")
+      if [[ -n ${BENCH_SHOW_LOG:-} ]]; then cat "$tmp/load.log" >&2; fi
       rss=$(tail -n 1 "$tmp/rss")
       if ((rss > rss_max)); then rss_max=$rss; fi
 

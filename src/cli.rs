@@ -127,10 +127,10 @@ pub enum Command {
     Tail(TailArgs),
     /// Load CDC topics into the warehouse, keeping each table equal to its source table
     ///
-    /// Micro-batches of events are compacted per key and applied with one MERGE per table in one
-    /// warehouse transaction; the consumer group's offsets are committed only after that
-    /// transaction (at-least-once), and every write is guarded by the source LSN (replays change
-    /// nothing), so the effect is exactly once. Tables are created from the Connect schema and
+    /// Micro-batches of events are compacted per key and applied (the effect of a MERGE per
+    /// table) in one warehouse transaction; the consumer group's offsets are committed only after
+    /// that transaction (at-least-once), and every write is guarded by the source LSN (replays
+    /// change nothing), so the effect is exactly once. Tables are created from the Connect schema and
     /// new source columns are added. `--until-caught-up` exits once the backlog is loaded;
     /// otherwise it runs until Ctrl-C or SIGTERM, then flushes, commits and exits 0.
     Load(LoadArgs),
@@ -802,6 +802,13 @@ pub struct LoadArgs {
     /// `load.flush_interval`, 1s]
     #[arg(long, value_name = "DURATION")]
     pub flush_interval: Option<String>,
+
+    /// Commit the offsets of loaded batches this often (`0s`: after every batch)
+    ///
+    /// Offsets are only ever committed after their batch is in the warehouse; a longer interval
+    /// means fewer commits and, after a crash, a longer (harmless) replay.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub commit_interval: String,
 
     /// Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)
     #[arg(long)]

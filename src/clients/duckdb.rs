@@ -3,8 +3,9 @@
 //! [`DuckDb::apply`] applies one compacted batch ([`crate::cdc::batch::Compacted`]) in **one
 //! transaction**: per table, create it on first sight or evolve it (`ADD COLUMN`, widening),
 //! apply a truncate, append the batch's rows to a temporary staging table with DuckDB's appender,
-//! and run one `MERGE` ([`crate::cdc::sql`]). Either the whole batch is in the file or none of
-//! it, so the loader commits its Kafka offsets only after this returns.
+//! and replace the changed rows (delete + insert, [`crate::cdc::sql::replace_sql`]). Either the
+//! whole batch is in the file or none of it, so the loader commits its Kafka offsets only after
+//! this returns.
 //!
 //! DuckDB allows one writing process per database file: a second loader (or a `duckdb` shell
 //! with the file open) makes [`DuckDb::open`] fail with a hint.
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use duckdb::types::{TimeUnit, Value as Db};
+use duckdb::types::{TimeUnit, ToSql, ToSqlOutput, Value as Db, ValueRef};
 use duckdb::{Connection, appender_params_from_iter, params};
 
 use crate::cdc::batch::TablePlan;
@@ -22,7 +23,9 @@ use crate::cdc::schema::{
     self, Dialect, SchemaChange, TableName, TableOptions, WarehouseColumn, WarehouseType,
     create_table_sql, is_metadata_column, quote_ident,
 };
-use crate::cdc::sql::{MergeSpec, StageKind, merge_sql, staging_table_sql, truncate_sql};
+use crate::cdc::sql::{
+    CHANGED, MergeSpec, StageKind, replace_sql, staging_table_sql, truncate_sql,
+};
 use crate::error::CliError;
 
 const DIALECT: Dialect = Dialect::DuckDb;
@@ -133,7 +136,7 @@ impl DuckDb {
             }
             .into());
         }
-        let columns = self.prepare_table(target, plan, applied)?;
+        let (columns, kept) = self.prepare_table(target, plan, applied)?;
         if let Some(truncate) = &plan.truncate {
             let sql = truncate_sql(
                 DIALECT,
@@ -176,28 +179,50 @@ impl DuckDb {
             unavailable: &unavailable,
             soft_delete: self.opts.soft_delete,
         };
+        let started = std::time::Instant::now();
         self.conn
             .execute_batch(&staging_table_sql(DIALECT, &spec))?;
         self.stage(plan, &columns, &unavailable)
             .with_context(|| format!("cannot stage the batch of {}", plan.table))?;
-        let changed = self
-            .conn
-            .execute(&merge_sql(DIALECT, &spec), [])
-            .with_context(|| format!("cannot merge the batch into {}", target.sql(DIALECT)))?;
-        applied.rows_changed += changed as u64;
+        let staged = started.elapsed();
+        let replace = replace_sql(DIALECT, &spec, &kept);
+        let context = || format!("cannot apply the batch to {}", target.sql(DIALECT));
+        self.conn
+            .execute_batch(&replace.resolve)
+            .with_context(context)?;
+        let changed: i64 = self.conn.query_row(
+            &format!("SELECT count(*) FROM {}", quote_ident(DIALECT, CHANGED)),
+            [],
+            |row| row.get(0),
+        )?;
+        self.conn
+            .execute_batch(&replace.delete)
+            .with_context(context)?;
+        self.conn
+            .execute_batch(&replace.insert)
+            .with_context(context)?;
+        self.conn.execute_batch(&replace.drop)?;
+        applied.rows_changed += changed.max(0) as u64;
+        tracing::debug!(
+            rows = plan.upserts.len() + plan.deletes.len(),
+            stage_ms = staged.as_millis() as u64,
+            apply_ms = (started.elapsed() - staged).as_millis() as u64,
+            "applied {}",
+            target.sql(DIALECT)
+        );
         self.conn
             .execute_batch(&format!("DROP TABLE {}", quote_ident(DIALECT, STAGING)))?;
         Ok(())
     }
 
     /// Creates or evolves the target table for the plan's schema; returns the source columns
-    /// to stage (target names and types).
+    /// to stage (target names and types) and the target columns the source no longer sends.
     fn prepare_table(
         &mut self,
         target: &TableName,
         plan: &TablePlan,
         applied: &mut Applied,
-    ) -> Result<Vec<WarehouseColumn>> {
+    ) -> Result<(Vec<WarehouseColumn>, Vec<String>)> {
         let current = match self.tables.get(target) {
             Some(columns) => Some(columns.clone()),
             None => self.columns(target)?,
@@ -219,17 +244,19 @@ impl DuckDb {
                 }
                 .into());
             };
-            return Ok(current
+            let columns = current
                 .into_iter()
                 .filter(|(name, _)| !is_metadata_column(name))
                 .map(|(name, ty)| WarehouseColumn { name, ty })
-                .collect());
+                .collect();
+            return Ok((columns, Vec::new()));
         };
         let wanted =
             schema::target_columns(DIALECT, source, self.opts).map_err(|e| CliError::Failed {
                 message: format!("cannot lay out {} in DuckDB: {e}", plan.table),
                 hint: Some("rename the source column".into()),
             })?;
+        let mut kept = Vec::new();
         match current {
             None => {
                 let schema_name = target.schema.as_deref().unwrap_or(DEFAULT_SCHEMA);
@@ -253,6 +280,7 @@ impl DuckDb {
             Some(current) => {
                 let change = schema::compare(DIALECT, &current, source, self.opts)?;
                 self.evolve(target, plan, &change, applied)?;
+                kept.clone_from(&change.dropped_in_source);
                 if change.added.is_empty() && change.widened.is_empty() {
                     self.tables.insert(target.clone(), current);
                 } else {
@@ -260,10 +288,11 @@ impl DuckDb {
                 }
             }
         }
-        Ok(wanted
+        let columns = wanted
             .into_iter()
             .filter(|c| !is_metadata_column(&c.name))
-            .collect())
+            .collect();
+        Ok((columns, kept))
     }
 
     fn evolve(
@@ -341,20 +370,22 @@ impl DuckDb {
             .conn
             .appender_to_catalog_and_db(STAGING, "temp", "main")?;
         let width = columns.len() + 3 + unavailable.len();
-        let mut cells: Vec<Db> = Vec::with_capacity(width);
+        let mut cells: Vec<Cell<'_>> = Vec::with_capacity(width);
         for upsert in &plan.upserts {
             cells.clear();
             for (i, column) in columns.iter().enumerate() {
                 let value = value_of(&upsert.row, i, &column.name);
-                cells.push(value.map_or(Db::Null, |v| stage_value(kinds[i], v)));
+                cells.push(value.map_or(Cell::Owned(Db::Null), |v| stage_value(kinds[i], v)));
             }
-            cells.push(Db::Text(upsert.op.code().to_owned()));
-            cells.push(upsert.lsn.map_or(Db::Null, Db::BigInt));
-            cells.push(upsert.source_ts_ms.map_or(Db::Null, Db::BigInt));
+            cells.push(Cell::Text(upsert.op.code()));
+            cells.push(Cell::Owned(upsert.lsn.map_or(Db::Null, Db::BigInt)));
+            cells.push(Cell::Owned(
+                upsert.source_ts_ms.map_or(Db::Null, Db::BigInt),
+            ));
             for &i in unavailable {
                 let flagged =
                     value_of(&upsert.row, i, &columns[i].name).is_some_and(Value::is_unavailable);
-                cells.push(Db::Boolean(flagged));
+                cells.push(Cell::Owned(Db::Boolean(flagged)));
             }
             appender.append_row(appender_params_from_iter(cells.drain(..)))?;
         }
@@ -369,12 +400,14 @@ impl DuckDb {
                 let value = value_of(image, i, &column.name)
                     .or_else(|| delete.key.get(&column.name))
                     .filter(|v| !v.is_unavailable());
-                cells.push(value.map_or(Db::Null, |v| stage_value(kinds[i], v)));
+                cells.push(value.map_or(Cell::Owned(Db::Null), |v| stage_value(kinds[i], v)));
             }
-            cells.push(Db::Text(Op::Delete.code().to_owned()));
-            cells.push(delete.lsn.map_or(Db::Null, Db::BigInt));
-            cells.push(delete.source_ts_ms.map_or(Db::Null, Db::BigInt));
-            cells.extend(unavailable.iter().map(|_| Db::Boolean(false)));
+            cells.push(Cell::Text(Op::Delete.code()));
+            cells.push(Cell::Owned(delete.lsn.map_or(Db::Null, Db::BigInt)));
+            cells.push(Cell::Owned(
+                delete.source_ts_ms.map_or(Db::Null, Db::BigInt),
+            ));
+            cells.extend(unavailable.iter().map(|_| Cell::Owned(Db::Boolean(false))));
             appender.append_row(appender_params_from_iter(cells.drain(..)))?;
         }
         appender.flush()?;
@@ -397,10 +430,28 @@ fn value_of<'r>(row: &'r Row, index: usize, name: &str) -> Option<&'r Value> {
     }
 }
 
+/// One staged value: text and bytes borrowed from the batch (no copy), or a converted value.
+enum Cell<'a> {
+    Text(&'a str),
+    Blob(&'a [u8]),
+    Owned(Db),
+}
+
+impl ToSql for Cell<'_> {
+    fn to_sql(&self) -> duckdb::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Cell::Text(s) => ValueRef::Text(s.as_bytes()),
+            Cell::Blob(b) => ValueRef::Blob(b),
+            // Only scalar values are staged: lists and structs go as JSON text.
+            Cell::Owned(v) => ValueRef::from(v),
+        }))
+    }
+}
+
 /// A value in its staging kind (`crate::cdc::sql`, "Staging"). A value of an unexpected kind
 /// is staged as text, which DuckDB casts or rejects with the value in its message.
-fn stage_value(kind: StageKind, value: &Value) -> Db {
-    match (kind, value) {
+fn stage_value(kind: StageKind, value: &Value) -> Cell<'_> {
+    let owned = match (kind, value) {
         (_, Value::Null | Value::Unavailable) => Db::Null,
         (StageKind::Bool, Value::Bool(b)) => Db::Boolean(*b),
         (StageKind::Int, Value::Int(i)) => Db::BigInt(*i),
@@ -417,15 +468,16 @@ fn stage_value(kind: StageKind, value: &Value) -> Db {
         (StageKind::UtcTimestamp, Value::TimestampTz(ts)) => {
             Db::Timestamp(TimeUnit::Microsecond, ts.timestamp_micros())
         }
-        (StageKind::Blob, Value::Bytes(b)) => Db::Blob(b.clone()),
-        (_, Value::String(s) | Value::BigDecimal(s)) => Db::Text(s.clone()),
+        (StageKind::Blob, Value::Bytes(b)) => return Cell::Blob(b),
+        (_, Value::String(s) | Value::BigDecimal(s)) => return Cell::Text(s),
         (_, Value::Json(j)) => Db::Text(j.to_string()),
         (_, Value::Uuid(u)) => Db::Text(u.hyphenated().to_string()),
         (_, Value::Array(_) | Value::Map(_) | Value::Struct(_)) => {
             Db::Text(serde_json::to_string(value).unwrap_or_default())
         }
         (_, other) => Db::Text(other.to_string()),
-    }
+    };
+    Cell::Owned(owned)
 }
 
 /// Microseconds since midnight; Postgres' `24:00:00` (chrono's leap second) is 86 400 s.

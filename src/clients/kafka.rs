@@ -151,6 +151,9 @@ impl Kafka {
             ("auto.offset.reset", "earliest".into()),
             ("fetch.queue.backoff.ms", "10".into()),
             ("fetch.wait.max.ms", "100".into()),
+            // librdkafka prefetches up to 64 MB per client by default; the readers keep up with
+            // a quarter of it, and the loader's memory stays bounded.
+            ("queued.max.messages.kbytes", "16384".into()),
         ];
         let consumer = self
             .client_config_with(&defaults)

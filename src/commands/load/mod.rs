@@ -5,8 +5,9 @@
 //!    offset, or `--from` where there is none.
 //! 2. Read and decode in parallel; assemble the events in read order into a micro-batch until
 //!    `--batch-size` events or `--flush-interval` (`cdc::batch` compacts it per key).
-//! 3. The sink applies the batch in one transaction (`clients::duckdb`), then the offsets of
-//!    every message in it are committed. The next batch is assembled meanwhile; at most one
+//! 3. The sink applies the batch in one transaction (`clients::duckdb`); the offsets of applied
+//!    batches are committed every `--commit-interval` and at the end (never before their batch
+//!    is in the warehouse: a replay after a crash changes nothing). The next batch is assembled meanwhile; at most one
 //!    waits, so memory stays bounded (back-pressure stops the reading).
 //! 4. Until every partition is caught up (`--until-caught-up`) or Ctrl-C / SIGTERM: then the
 //!    batch in hand is applied and committed, and the exit code is 0.
@@ -82,6 +83,7 @@ pub(crate) struct Plan {
     metrics_file: Option<PathBuf>,
     metrics_interval: Duration,
     metrics_addr: Option<String>,
+    commit_interval: Duration,
 }
 
 impl Plan {
@@ -100,6 +102,11 @@ impl Plan {
                 message: format!("--metrics-interval `{}`: {e}", args.metrics_interval),
                 hint: Some("for example `5s` or `500ms`".into()),
             })?;
+        let commit_interval =
+            parse_duration(&args.commit_interval).map_err(|e| CliError::Usage {
+                message: format!("--commit-interval `{}`: {e}", args.commit_interval),
+                hint: Some("for example `5s`, or `0s` to commit after every batch".into()),
+            })?;
         Ok(Plan {
             selection: Selection::new(&args.tables, &args.topic, args.pattern.as_deref())?,
             group: config.load.group.clone(),
@@ -117,6 +124,7 @@ impl Plan {
             metrics_file: args.metrics_file.clone(),
             metrics_interval: metrics_interval.max(Duration::from_millis(100)),
             metrics_addr: args.metrics_addr.clone(),
+            commit_interval,
         })
     }
 }

@@ -91,8 +91,15 @@ impl Assembling {
     }
 
     fn into_job(self) -> Job {
+        let started = Instant::now();
+        let compacted = self.batch.finish();
+        tracing::debug!(
+            events = compacted.stats.events_in,
+            finish_ms = started.elapsed().as_millis() as u64,
+            "batch compacted"
+        );
         Job {
-            compacted: self.batch.finish(),
+            compacted,
             kafka_ts_ms: self.kafka_ts_ms,
             source_ts_ms: self.source_ts_ms,
             handed_over: Instant::now(),
@@ -121,6 +128,7 @@ pub(super) fn load(
         metrics_file,
         metrics_interval,
         metrics_addr,
+        commit_interval,
     } = plan;
     // The warehouse first: a file locked by another loader fails before anything is read.
     let mut db = DuckDb::open(&duckdb, table_options, Some(&memory_limit))?;
@@ -197,7 +205,16 @@ pub(super) fn load(
                 (&reader, &shared, &bar, &mut db, &mut targets);
             let thread = std::thread::Builder::new().name("load-sink".into());
             thread.spawn_scoped(scope, move || {
-                let result = apply_jobs(job_rx, db, targets, reader, shared, bar, out);
+                let result = apply_jobs(
+                    job_rx,
+                    db,
+                    targets,
+                    reader,
+                    shared,
+                    bar,
+                    out,
+                    commit_interval,
+                );
                 if result.is_err() {
                     stop.store(true, Ordering::Relaxed);
                 }
@@ -247,6 +264,7 @@ pub(super) fn load(
     }
     result?;
 
+    tracing::debug!("loading done");
     let metrics = metrics::lock(&shared);
     let per_table = metrics.table_events();
     let mut rows = Vec::new();
@@ -284,6 +302,12 @@ pub(super) fn load(
         }
         writeln!(w, "loaded {status} into {}", summary.duckdb)
     })?;
+    // Closing checkpoints the file (DuckDB writes the WAL into the table storage).
+    drop(db);
+    tracing::debug!("closed the DuckDB file");
+    // Everything is committed and the process is about to exit: tearing down librdkafka's
+    // threads would only add ~0.1 s.
+    std::mem::forget(reader);
     Ok(Outcome::Ok)
 }
 
@@ -423,7 +447,33 @@ fn undecodable(bad: &Undecodable) -> anyhow::Error {
     .into()
 }
 
-/// The sink thread: apply each batch in one transaction, then commit its offsets.
+/// Offsets of applied batches not yet committed: (topic, partition) → next offset to read.
+#[derive(Default)]
+struct Uncommitted(BTreeMap<(String, i32), i64>);
+
+impl Uncommitted {
+    fn add(&mut self, stats: &crate::cdc::batch::BatchStats) {
+        for (topic, partition, next) in stats.commit_offsets() {
+            let slot = self.0.entry((topic.to_owned(), partition)).or_insert(next);
+            *slot = (*slot).max(next);
+        }
+    }
+
+    fn commit(&mut self, reader: &Reader) -> Result<()> {
+        reader
+            .commit(self.0.iter().map(|((t, p), o)| (t.as_str(), *p, *o)))
+            .context(
+                "the loaded batches are in the warehouse but their offsets are not committed; \
+                 the next run replays them, which changes nothing",
+            )?;
+        self.0.clear();
+        Ok(())
+    }
+}
+
+/// The sink thread: apply each batch in one transaction; commit the offsets of applied batches
+/// every `commit_interval` (each batch with 0) and at the end, also when a batch fails.
+#[allow(clippy::too_many_arguments)]
 fn apply_jobs(
     jobs: mpsc::Receiver<Job>,
     db: &mut DuckDb,
@@ -432,51 +482,79 @@ fn apply_jobs(
     shared: &Shared,
     bar: &indicatif::ProgressBar,
     out: &Output,
+    commit_interval: Duration,
 ) -> Result<()> {
-    let mut reported_dropped = std::collections::HashSet::new();
-    for job in jobs {
-        let compacted = &job.compacted;
-        let names = compacted
-            .tables
-            .iter()
-            .map(|plan| targets.target(&plan.table))
-            .collect::<Result<Vec<_>, _>>()?;
-        let writes: Vec<TableWrite<'_>> = compacted
-            .tables
-            .iter()
-            .zip(&names)
-            .map(|(plan, target)| TableWrite { target, plan })
-            .collect();
-        let applied = db.apply(&writes)?;
-        let committed_at_ms = chrono::Utc::now().timestamp_millis();
-        reader
-            .commit(compacted.stats.commit_offsets())
-            .context("the batch is in the warehouse but its offsets are not committed; the next run replays it, which changes nothing")?;
-        for table in &applied.created {
-            tracing::info!("created table {}", table.sql(Dialect::DuckDb));
-        }
-        for statement in &applied.altered {
-            tracing::info!("{statement}");
-        }
-        for (table, column) in applied.dropped_in_source {
-            let name = table.sql(Dialect::DuckDb);
-            if reported_dropped.insert((name.clone(), column.clone())) {
-                out.warn(&format!(
-                    "column `{column}` of {name} is no longer sent by the source: kept, new rows \
-                     get NULL"
-                ));
+    let mut uncommitted = Uncommitted::default();
+    let mut last_commit = Instant::now();
+    let result = (|| -> Result<()> {
+        let mut reported_dropped = std::collections::HashSet::new();
+        for job in jobs {
+            apply_job(&job, db, targets, shared, out, &mut reported_dropped)?;
+            uncommitted.add(&job.compacted.stats);
+            if last_commit.elapsed() >= commit_interval {
+                uncommitted.commit(reader)?;
+                last_commit = Instant::now();
             }
+            bar.set_message(metrics::lock(shared).status_line());
         }
-        let mut metrics = metrics::lock(shared);
-        metrics.record(&Committed {
-            stats: &compacted.stats,
-            rows_changed: applied.rows_changed,
-            kafka_ts_ms: &job.kafka_ts_ms,
-            source_ts_ms: &job.source_ts_ms,
-            handed_over: job.handed_over,
-            committed_at_ms,
-        });
-        bar.set_message(metrics.status_line());
+        Ok(())
+    })();
+    let committed = uncommitted.commit(reader);
+    tracing::debug!("offsets committed");
+    result.and(committed)
+}
+
+/// Applies one batch and records it in the metrics.
+fn apply_job(
+    job: &Job,
+    db: &mut DuckDb,
+    targets: &mut Targets,
+    shared: &Shared,
+    out: &Output,
+    reported_dropped: &mut std::collections::HashSet<(String, String)>,
+) -> Result<()> {
+    let compacted = &job.compacted;
+    let names = compacted
+        .tables
+        .iter()
+        .map(|plan| targets.target(&plan.table))
+        .collect::<Result<Vec<_>, _>>()?;
+    let writes: Vec<TableWrite<'_>> = compacted
+        .tables
+        .iter()
+        .zip(&names)
+        .map(|(plan, target)| TableWrite { target, plan })
+        .collect();
+    let waited = job.handed_over.elapsed();
+    let applied = db.apply(&writes)?;
+    let committed_at_ms = chrono::Utc::now().timestamp_millis();
+    tracing::debug!(
+        waited_ms = waited.as_millis() as u64,
+        apply_ms = (job.handed_over.elapsed() - waited).as_millis() as u64,
+        "batch applied"
+    );
+    for table in &applied.created {
+        tracing::info!("created table {}", table.sql(Dialect::DuckDb));
     }
+    for statement in &applied.altered {
+        tracing::info!("{statement}");
+    }
+    for (table, column) in applied.dropped_in_source {
+        let name = table.sql(Dialect::DuckDb);
+        if reported_dropped.insert((name.clone(), column.clone())) {
+            out.warn(&format!(
+                "column `{column}` of {name} is no longer sent by the source: kept, new rows \
+                 get NULL"
+            ));
+        }
+    }
+    metrics::lock(shared).record(&Committed {
+        stats: &compacted.stats,
+        rows_changed: applied.rows_changed,
+        kafka_ts_ms: &job.kafka_ts_ms,
+        source_ts_ms: &job.source_ts_ms,
+        handed_over: job.handed_over,
+        committed_at_ms,
+    });
     Ok(())
 }

@@ -203,6 +203,29 @@ fn cast_expr(dialect: Dialect, name: &str, ty: &WarehouseType, kind: StageKind) 
     }
 }
 
+/// The select list reading the staging table: every staged column cast to its target type,
+/// the operation, the LSN, the source commit time as `_cdc_timestamp`, and the flags.
+fn staged_select(dialect: Dialect, spec: &MergeSpec<'_>) -> Vec<String> {
+    let q = |name: &str| quote_ident(dialect, name);
+    let mut select: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| {
+            let kind = StageKind::of(&c.ty);
+            format!(
+                "{} AS {}",
+                cast_expr(dialect, &c.name, &c.ty, kind),
+                q(&c.name)
+            )
+        })
+        .collect();
+    select.push(q(STAGE_OP));
+    select.push(q(STAGE_LSN));
+    select.push(format!("{} AS {}", event_time(dialect), q(CDC_TIMESTAMP)));
+    select.extend(spec.unavailable.iter().map(|&i| q(&unavailable_flag(i))));
+    select
+}
+
 /// The source commit time of the staged event as a timestamp with zone.
 fn event_time(dialect: Dialect) -> String {
     let ms = quote_ident(dialect, STAGE_TS_MS);
@@ -238,22 +261,7 @@ pub fn replace_sql(dialect: Dialect, spec: &MergeSpec<'_>, kept: &[String]) -> R
     let first_key = spec.key.first().map_or_else(String::new, |k| q(k));
     let matched = format!("t.{first_key} IS NOT NULL");
 
-    let mut source: Vec<String> = spec
-        .columns
-        .iter()
-        .map(|c| {
-            let kind = StageKind::of(&c.ty);
-            format!(
-                "{} AS {}",
-                cast_expr(dialect, &c.name, &c.ty, kind),
-                q(&c.name)
-            )
-        })
-        .collect();
-    source.push(op.clone());
-    source.push(lsn.clone());
-    source.push(format!("{} AS {}", event_time(dialect), q(CDC_TIMESTAMP)));
-    source.extend(spec.unavailable.iter().map(|&i| q(&unavailable_flag(i))));
+    let source = staged_select(dialect, spec);
 
     let mut resolved: Vec<String> = spec
         .columns
@@ -363,23 +371,7 @@ pub fn merge_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
     let (op, lsn) = (q(STAGE_OP), q(STAGE_LSN));
     let stored_lsn = format!("t.{}", q(CDC_SOURCE_LSN));
 
-    // The source: every staged column cast to its target type.
-    let mut select: Vec<String> = spec
-        .columns
-        .iter()
-        .map(|c| {
-            let kind = StageKind::of(&c.ty);
-            format!(
-                "{} AS {}",
-                cast_expr(dialect, &c.name, &c.ty, kind),
-                q(&c.name)
-            )
-        })
-        .collect();
-    select.push(op.clone());
-    select.push(lsn.clone());
-    select.push(format!("{} AS {}", event_time(dialect), q(CDC_TIMESTAMP)));
-    select.extend(spec.unavailable.iter().map(|&i| q(&unavailable_flag(i))));
+    let select = staged_select(dialect, spec);
 
     let on: Vec<String> = spec
         .key

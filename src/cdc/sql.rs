@@ -154,6 +154,17 @@ impl MergeSpec<'_> {
     fn is_key(&self, column: &str) -> bool {
         self.key.iter().any(|k| k == column)
     }
+
+    /// `t.k1 = other.k1 AND ...` over the key columns.
+    fn key_match(&self, dialect: Dialect, other: &str) -> String {
+        let q = |name: &str| quote_ident(dialect, name);
+        let parts: Vec<String> = self
+            .key
+            .iter()
+            .map(|k| format!("t.{} = {other}.{}", q(k), q(k)))
+            .collect();
+        parts.join(" AND ")
+    }
 }
 
 /// `CREATE OR REPLACE TEMP TABLE` for the staging table (module doc, "Staging").
@@ -170,10 +181,7 @@ pub fn staging_table_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
     for &i in spec.unavailable {
         columns.push(format!("{} BOOLEAN", q(&unavailable_flag(i))));
     }
-    let temp = match dialect {
-        Dialect::DuckDb => "TEMP",
-        Dialect::Snowflake => "TEMPORARY",
-    };
+    let temp = temporary(dialect);
     format!(
         "CREATE OR REPLACE {temp} TABLE {} ({})",
         q(spec.staging),
@@ -225,6 +233,31 @@ fn staged_select(dialect: Dialect, spec: &MergeSpec<'_>) -> Vec<String> {
     select.extend(spec.unavailable.iter().map(|&i| q(&unavailable_flag(i))));
     select
 }
+
+/// `TEMP` / `TEMPORARY`: the temporary-table keyword of the dialect.
+fn temporary(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::DuckDb => "TEMP",
+        Dialect::Snowflake => "TEMPORARY",
+    }
+}
+
+/// The current time, for `_cdc_processed_at`.
+fn now(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::DuckDb => "now()",
+        Dialect::Snowflake => "CURRENT_TIMESTAMP()",
+    }
+}
+
+/// The metadata columns every insert writes, in this order: the staged operation, source
+/// commit time, LSN, and [`now`].
+const WRITTEN_METADATA: [&str; 4] = [
+    CDC_OPERATION,
+    CDC_TIMESTAMP,
+    CDC_SOURCE_LSN,
+    CDC_PROCESSED_AT,
+];
 
 /// The source commit time of the staged event as a timestamp with zone.
 fn event_time(dialect: Dialect) -> String {
@@ -289,15 +322,8 @@ pub fn replace_sql(dialect: Dialect, spec: &MergeSpec<'_>, kept: &[String]) -> R
     resolved.push(format!("s.{lsn}"));
     resolved.push(format!("s.{}", q(CDC_TIMESTAMP)));
 
-    let on: Vec<String> = spec
-        .key
-        .iter()
-        .map(|k| format!("t.{} = s.{}", q(k), q(k)))
-        .collect();
-    let temp = match dialect {
-        Dialect::DuckDb => "TEMP",
-        Dialect::Snowflake => "TEMPORARY",
-    };
+    let on = spec.key_match(dialect, "s");
+    let temp = temporary(dialect);
     let target = spec.target.sql(dialect);
     let resolve = format!(
         "CREATE OR REPLACE {temp} TABLE {} AS SELECT {} FROM (SELECT {} FROM {}) AS s \
@@ -307,36 +333,20 @@ pub fn replace_sql(dialect: Dialect, spec: &MergeSpec<'_>, kept: &[String]) -> R
         resolved.join(", "),
         source.join(", "),
         q(spec.staging),
-        on.join(" AND ")
+        on
     );
-    let delete_on: Vec<String> = spec
-        .key
-        .iter()
-        .map(|k| format!("t.{} = m.{}", q(k), q(k)))
-        .collect();
+    let delete_on = spec.key_match(dialect, "m");
     let delete = format!(
         "DELETE FROM {target} AS t USING {} AS m WHERE {}",
         q(CHANGED),
-        delete_on.join(" AND ")
+        delete_on
     );
 
     let mut columns: Vec<String> = spec.columns.iter().map(|c| q(&c.name)).collect();
     columns.extend(kept.iter().map(|k| q(k)));
     let mut values = columns.clone();
-    columns.extend(
-        [
-            CDC_OPERATION,
-            CDC_TIMESTAMP,
-            CDC_SOURCE_LSN,
-            CDC_PROCESSED_AT,
-        ]
-        .iter()
-        .map(|c| q(c)),
-    );
-    let processed_at = match dialect {
-        Dialect::DuckDb => "now()",
-        Dialect::Snowflake => "CURRENT_TIMESTAMP()",
-    };
+    columns.extend(WRITTEN_METADATA.iter().map(|c| q(c)));
+    let processed_at = now(dialect);
     values.extend([
         op.clone(),
         q(CDC_TIMESTAMP),
@@ -373,23 +383,15 @@ pub fn merge_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
 
     let select = staged_select(dialect, spec);
 
-    let on: Vec<String> = spec
-        .key
-        .iter()
-        .map(|k| format!("t.{} = s.{}", q(k), q(k)))
-        .collect();
+    let on = spec.key_match(dialect, "s");
     let newer = format!("(s.{lsn} IS NULL OR {stored_lsn} IS NULL OR s.{lsn} > {stored_lsn})");
     let metadata = |op_value: &str| {
-        let mut set = vec![
+        vec![
             format!("{} = {op_value}", q(CDC_OPERATION)),
             format!("{} = s.{}", q(CDC_TIMESTAMP), q(CDC_TIMESTAMP)),
             format!("{} = s.{lsn}", q(CDC_SOURCE_LSN)),
-            format!("{} = now()", q(CDC_PROCESSED_AT)),
-        ];
-        if dialect == Dialect::Snowflake {
-            set[3] = format!("{} = CURRENT_TIMESTAMP()", q(CDC_PROCESSED_AT));
-        }
-        set
+            format!("{} = {}", q(CDC_PROCESSED_AT), now(dialect)),
+        ]
     };
 
     // UPDATE of every non-key column; unavailable ones keep the stored value.
@@ -420,20 +422,8 @@ pub fn merge_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
         .iter()
         .map(|c| format!("s.{}", q(&c.name)))
         .collect();
-    insert_columns.extend(
-        [
-            CDC_OPERATION,
-            CDC_TIMESTAMP,
-            CDC_SOURCE_LSN,
-            CDC_PROCESSED_AT,
-        ]
-        .iter()
-        .map(|c| q(c)),
-    );
-    let processed_at = match dialect {
-        Dialect::DuckDb => "now()",
-        Dialect::Snowflake => "CURRENT_TIMESTAMP()",
-    };
+    insert_columns.extend(WRITTEN_METADATA.iter().map(|c| q(c)));
+    let processed_at = now(dialect);
     insert_values.extend([
         format!("s.{op}"),
         format!("s.{}", q(CDC_TIMESTAMP)),
@@ -448,7 +438,7 @@ pub fn merge_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
         spec.target.sql(dialect),
         select.join(", "),
         q(spec.staging),
-        on.join(" AND ")
+        on
     );
     if spec.soft_delete {
         let mut deleted = metadata(&format!("s.{op}"));
@@ -497,10 +487,7 @@ pub fn truncate_sql(dialect: Dialect, target: &TableName, soft_delete: bool, lsn
         String::new()
     };
     if soft_delete {
-        let now = match dialect {
-            Dialect::DuckDb => "now()",
-            Dialect::Snowflake => "CURRENT_TIMESTAMP()",
-        };
+        let now = now(dialect);
         format!(
             "UPDATE {table} SET {} = true, {} = 't', {} = {now}{filter}",
             q(CDC_DELETED),

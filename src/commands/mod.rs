@@ -8,3 +8,21 @@ pub mod generate_data;
 pub mod load;
 pub mod setup_source;
 pub mod tail;
+
+/// Joins the worker threads of a command; the first error wins, and a panicked thread is an
+/// error naming `what` ("a reader thread").
+pub(crate) fn join_workers(
+    handles: Vec<std::thread::ScopedJoinHandle<'_, anyhow::Result<()>>>,
+    what: &str,
+) -> anyhow::Result<()> {
+    let mut first = Ok(());
+    for handle in handles {
+        let result = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("{what} panicked"))?;
+        if first.is_ok() {
+            first = result;
+        }
+    }
+    first
+}

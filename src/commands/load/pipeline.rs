@@ -244,15 +244,7 @@ pub(super) fn load(
             .join()
             .map_err(|_| anyhow::anyhow!("the sink thread panicked"));
         done.store(true, Ordering::Relaxed);
-        let mut read = Ok(());
-        for handle in readers {
-            let result = handle
-                .join()
-                .map_err(|_| anyhow::anyhow!("a reader thread panicked"))?;
-            if read.is_ok() {
-                read = result;
-            }
-        }
+        let read = crate::commands::join_workers(readers, "a reader thread");
         // The sink's error explains why the rest stopped: report it first.
         applied??;
         read?;

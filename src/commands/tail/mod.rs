@@ -333,15 +333,7 @@ fn tail(kafka: &Kafka, prefix: &str, plan: &Plan, out: &Output) -> Result<Outcom
         let writer =
             writer.spawn_scoped(scope, || write_in_order(text_rx, &pool, plan, out, &stop))?;
 
-        let mut read = Ok(());
-        for handle in handles {
-            let result = handle
-                .join()
-                .map_err(|_| anyhow::anyhow!("a decode thread panicked"))?;
-            if read.is_ok() {
-                read = result;
-            }
-        }
+        let read = crate::commands::join_workers(handles, "a decode thread");
         let written = writer
             .join()
             .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;

@@ -10,7 +10,6 @@
 //! DuckDB allows one writing process per database file: a second loader (or a `duckdb` shell
 //! with the file open) makes [`DuckDb::open`] fail with a hint.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -18,15 +17,17 @@ use duckdb::types::{TimeUnit, ToSql, ToSqlOutput, Value as Db, ValueRef};
 use duckdb::{Connection, appender_params_from_iter, params};
 
 use crate::cdc::batch::TablePlan;
-use crate::cdc::event::{Op, Row, Value};
+use crate::cdc::event::{Op, Value};
 use crate::cdc::schema::{
-    self, Dialect, SchemaChange, TableName, TableOptions, WarehouseColumn, WarehouseType,
-    create_table_sql, is_metadata_column, quote_ident,
+    Dialect, TableName, TableOptions, WarehouseColumn, WarehouseType, quote_ident,
 };
 use crate::cdc::sql::{
     CHANGED, MergeSpec, StageKind, replace_sql, staging_table_sql, truncate_sql,
 };
 use crate::error::CliError;
+
+pub use super::warehouse::{Applied, TableWrite};
+use super::warehouse::{Catalog, Prepared, Sink, Tables, value_of};
 
 const DIALECT: Dialect = Dialect::DuckDb;
 
@@ -40,33 +41,8 @@ const DEFAULT_SCHEMA: &str = "main";
 pub struct DuckDb {
     conn: Connection,
     path: PathBuf,
-    opts: TableOptions,
-    /// Current columns of the target tables seen so far (name, type as DuckDB reports it).
-    tables: HashMap<TableName, Vec<(String, WarehouseType)>>,
-}
-
-/// One table's part of a batch: where it goes and what to apply.
-#[derive(Debug, Clone, Copy)]
-pub struct TableWrite<'a> {
-    /// The target table.
-    pub target: &'a TableName,
-    /// The compacted events of the table.
-    pub plan: &'a TablePlan,
-}
-
-/// What one [`DuckDb::apply`] did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Applied {
-    /// Tables created.
-    pub created: Vec<TableName>,
-    /// `ALTER TABLE` statements run.
-    pub altered: Vec<String>,
-    /// Target columns the source no longer sends: kept, reported (table, column).
-    pub dropped_in_source: Vec<(TableName, String)>,
-    /// Rows inserted, updated or deleted by the MERGEs.
-    pub rows_changed: u64,
-    /// Truncates applied.
-    pub truncates: u64,
+    /// The target tables seen so far.
+    tables: Tables,
 }
 
 impl DuckDb {
@@ -91,8 +67,7 @@ impl DuckDb {
         Ok(DuckDb {
             conn,
             path: path.to_path_buf(),
-            opts,
-            tables: HashMap::new(),
+            tables: Tables::new(opts),
         })
     }
 
@@ -113,7 +88,7 @@ impl DuckDb {
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 // DDL of the batch is rolled back too: read the tables again next time.
-                self.tables.clear();
+                self.tables.forget();
                 Err(e)
             }
         }
@@ -121,63 +96,32 @@ impl DuckDb {
 
     fn apply_table(&mut self, write: &TableWrite<'_>, applied: &mut Applied) -> Result<()> {
         let (target, plan) = (write.target, write.plan);
-        if !plan.keyless.is_empty() {
-            return Err(CliError::Failed {
-                message: format!(
-                    "source table {} has no primary key: its changes cannot be merged into {}",
-                    plan.table,
-                    target.sql(DIALECT)
-                ),
-                hint: Some(
-                    "add a primary key to the source table, or set `message.key.columns` in \
-                     the connector so Debezium keys its messages"
-                        .into(),
-                ),
-            }
-            .into());
-        }
-        let (columns, kept) = self.prepare_table(target, plan, applied)?;
+        let Prepared {
+            columns,
+            kept,
+            key,
+            unavailable,
+        } = self.tables.prepare(&mut self.conn, write, applied)?;
+        let soft_delete = self.tables.opts().soft_delete;
         if let Some(truncate) = &plan.truncate {
-            let sql = truncate_sql(
-                DIALECT,
-                target,
-                self.opts.soft_delete,
-                truncate.lsn.is_some(),
-            );
+            let sql = truncate_sql(DIALECT, target, soft_delete, truncate.lsn.is_some());
             match truncate.lsn {
                 Some(lsn) => self.conn.execute(&sql, params![lsn])?,
                 None => self.conn.execute(&sql, [])?,
             };
             applied.truncates += 1;
+            applied.statements += 1;
         }
         if plan.upserts.is_empty() && plan.deletes.is_empty() {
             return Ok(());
         }
-        let key: Vec<String> = match (plan.upserts.first(), plan.deletes.first()) {
-            (Some(u), _) => u.key.names().map(str::to_owned).collect(),
-            (None, Some(d)) => d.key.names().map(str::to_owned).collect(),
-            (None, None) => Vec::new(),
-        };
-        if let Some(missing) = key.iter().find(|k| !columns.iter().any(|c| &c.name == *k)) {
-            anyhow::bail!(
-                "key column `{missing}` of {} is not a column of its row schema",
-                plan.table
-            );
-        }
-        let unavailable: Vec<usize> = (0..columns.len())
-            .filter(|&i| {
-                plan.upserts.iter().any(|u| {
-                    value_of(&u.row, i, &columns[i].name).is_some_and(Value::is_unavailable)
-                })
-            })
-            .collect();
         let spec = MergeSpec {
             target,
             staging: STAGING,
             columns: &columns,
             key: &key,
             unavailable: &unavailable,
-            soft_delete: self.opts.soft_delete,
+            soft_delete,
         };
         let started = std::time::Instant::now();
         self.conn
@@ -203,6 +147,8 @@ impl DuckDb {
             .with_context(context)?;
         self.conn.execute_batch(&replace.drop)?;
         applied.rows_changed += changed.max(0) as u64;
+        // The append, the resolve, the delete and the insert.
+        applied.statements += 4;
         tracing::debug!(
             rows = plan.upserts.len() + plan.deletes.len(),
             stage_ms = staged.as_millis() as u64,
@@ -215,147 +161,9 @@ impl DuckDb {
         Ok(())
     }
 
-    /// Creates or evolves the target table for the plan's schema; returns the source columns
-    /// to stage (target names and types) and the target columns the source no longer sends.
-    fn prepare_table(
-        &mut self,
-        target: &TableName,
-        plan: &TablePlan,
-        applied: &mut Applied,
-    ) -> Result<(Vec<WarehouseColumn>, Vec<String>)> {
-        let current = match self.tables.get(target) {
-            Some(columns) => Some(columns.clone()),
-            None => self.columns(target)?,
-        };
-        let Some(source) = &plan.schema else {
-            // Schemas disabled: the existing table says what the columns are.
-            let Some(current) = current else {
-                return Err(CliError::Failed {
-                    message: format!(
-                        "the messages of {} carry no schema, so {} cannot be created",
-                        plan.table,
-                        target.sql(DIALECT)
-                    ),
-                    hint: Some(
-                        "enable schemas in the connector (`value.converter.schemas.enable=true`, \
-                         `cdcctl create-connector` does), or create the table yourself"
-                            .into(),
-                    ),
-                }
-                .into());
-            };
-            let columns = current
-                .into_iter()
-                .filter(|(name, _)| !is_metadata_column(name))
-                .map(|(name, ty)| WarehouseColumn { name, ty })
-                .collect();
-            return Ok((columns, Vec::new()));
-        };
-        let wanted =
-            schema::target_columns(DIALECT, source, self.opts).map_err(|e| CliError::Failed {
-                message: format!("cannot lay out {} in DuckDB: {e}", plan.table),
-                hint: Some("rename the source column".into()),
-            })?;
-        let mut kept = Vec::new();
-        match current {
-            None => {
-                let schema_name = target.schema.as_deref().unwrap_or(DEFAULT_SCHEMA);
-                self.conn.execute_batch(&format!(
-                    "CREATE SCHEMA IF NOT EXISTS {}",
-                    quote_ident(DIALECT, schema_name)
-                ))?;
-                let ddl = create_table_sql(DIALECT, target, source, self.opts)?;
-                self.conn
-                    .execute_batch(&ddl)
-                    .with_context(|| format!("cannot create {}", target.sql(DIALECT)))?;
-                applied.created.push(target.clone());
-                self.tables.insert(
-                    target.clone(),
-                    wanted
-                        .iter()
-                        .map(|c| (c.name.clone(), c.ty.clone()))
-                        .collect(),
-                );
-            }
-            Some(current) => {
-                let change = schema::compare(DIALECT, &current, source, self.opts)?;
-                self.evolve(target, plan, &change, applied)?;
-                kept.clone_from(&change.dropped_in_source);
-                if change.added.is_empty() && change.widened.is_empty() {
-                    self.tables.insert(target.clone(), current);
-                } else {
-                    self.tables.remove(target);
-                }
-            }
-        }
-        let columns = wanted
-            .into_iter()
-            .filter(|c| !is_metadata_column(&c.name))
-            .collect();
-        Ok((columns, kept))
-    }
-
-    fn evolve(
-        &mut self,
-        target: &TableName,
-        plan: &TablePlan,
-        change: &SchemaChange,
-        applied: &mut Applied,
-    ) -> Result<()> {
-        if let Some(first) = change.incompatible.first() {
-            let all: Vec<String> = change
-                .incompatible
-                .iter()
-                .map(|c| format!("`{}` {} → {}", c.column, c.from, c.to))
-                .collect();
-            return Err(CliError::Failed {
-                message: format!(
-                    "the source schema of {} changed incompatibly for {}: {} (cdcctl never \
-                     casts silently)",
-                    plan.table,
-                    target.sql(DIALECT),
-                    all.join(", ")
-                ),
-                hint: Some(format!(
-                    "migrate the column yourself (e.g. `ALTER TABLE {} ALTER COLUMN {} SET DATA \
-                     TYPE {}` in DuckDB), or load the table into a new target with --table-map",
-                    target.sql(DIALECT),
-                    quote_ident(DIALECT, &first.column),
-                    first.to.sql(DIALECT)
-                )),
-            }
-            .into());
-        }
-        for statement in change.alter_statements(DIALECT, target) {
-            self.conn
-                .execute_batch(&statement)
-                .with_context(|| format!("cannot evolve {}", target.sql(DIALECT)))?;
-            applied.altered.push(statement);
-        }
-        for column in &change.dropped_in_source {
-            applied
-                .dropped_in_source
-                .push((target.clone(), column.clone()));
-        }
-        Ok(())
-    }
-
     /// The columns of a table (name, parsed type), or `None` when it does not exist.
     pub fn columns(&self, table: &TableName) -> Result<Option<Vec<(String, WarehouseType)>>> {
-        let schema_name = table.schema.as_deref().unwrap_or(DEFAULT_SCHEMA);
-        let mut statement = self.conn.prepare(
-            "SELECT column_name, data_type FROM information_schema.columns \
-             WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ? \
-             ORDER BY ordinal_position",
-        )?;
-        let columns: Vec<(String, WarehouseType)> = statement
-            .query_map(params![schema_name, table.table], |row| {
-                let name: String = row.get(0)?;
-                let ty: String = row.get(1)?;
-                Ok((name, WarehouseType::parse(DIALECT, &ty)))
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok((!columns.is_empty()).then_some(columns))
+        columns_of(&self.conn, table)
     }
 
     /// Appends the plan's rows to the staging table: upserts, then deletes.
@@ -393,7 +201,7 @@ impl DuckDb {
             cells.clear();
             // The before image (soft delete keeps it), else the key alone.
             let image = match &delete.before {
-                Some(before) if self.opts.soft_delete => before,
+                Some(before) if self.tables.opts().soft_delete => before,
                 _ => &delete.key,
             };
             for (i, column) in columns.iter().enumerate() {
@@ -422,11 +230,63 @@ impl DuckDb {
     }
 }
 
-/// The value of column `name`, found at `index` when the row has the schema's column order.
-fn value_of<'r>(row: &'r Row, index: usize, name: &str) -> Option<&'r Value> {
-    match row.iter().nth(index) {
-        Some((n, v)) if n == name => Some(v),
-        _ => row.get(name),
+/// The columns of a table (name, parsed type), or `None` when it does not exist.
+fn columns_of(
+    conn: &Connection,
+    table: &TableName,
+) -> Result<Option<Vec<(String, WarehouseType)>>> {
+    let schema_name = table.schema.as_deref().unwrap_or(DEFAULT_SCHEMA);
+    let mut statement = conn.prepare(
+        "SELECT column_name, data_type FROM information_schema.columns \
+         WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ? \
+         ORDER BY ordinal_position",
+    )?;
+    let columns: Vec<(String, WarehouseType)> = statement
+        .query_map(params![schema_name, table.table], |row| {
+            let name: String = row.get(0)?;
+            let ty: String = row.get(1)?;
+            Ok((name, WarehouseType::parse(DIALECT, &ty)))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok((!columns.is_empty()).then_some(columns))
+}
+
+impl Catalog for Connection {
+    fn dialect(&self) -> Dialect {
+        DIALECT
+    }
+
+    fn default_schema(&self) -> &str {
+        DEFAULT_SCHEMA
+    }
+
+    fn read_columns(&mut self, table: &TableName) -> Result<Option<Vec<(String, WarehouseType)>>> {
+        columns_of(self, table)
+    }
+
+    fn execute_ddl(&mut self, sql: &str) -> Result<()> {
+        Ok(self.execute_batch(sql)?)
+    }
+}
+
+impl Sink for DuckDb {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn dialect(&self) -> Dialect {
+        DIALECT
+    }
+
+    fn apply(&mut self, writes: &[TableWrite<'_>]) -> Result<Applied> {
+        DuckDb::apply(self, writes)
+    }
+
+    fn row_count(&mut self, table: &TableName) -> Result<Option<u64>> {
+        match self.columns(table)? {
+            Some(_) => Ok(Some(self.count(table)?)),
+            None => Ok(None),
+        }
     }
 }
 

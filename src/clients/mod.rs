@@ -5,3 +5,5 @@ pub mod connect;
 pub mod duckdb;
 pub mod kafka;
 pub mod postgres;
+pub mod snowflake;
+pub mod warehouse;

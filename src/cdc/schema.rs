@@ -1019,6 +1019,9 @@ fn fits(source: &WarehouseType, target: &WarehouseType) -> bool {
         (W::Varchar(_), W::Text) => true,
         (W::Varchar(a), W::Varchar(b)) => a <= b,
         (W::List(a), W::List(b)) => fits(a, b),
+        // A VARIANT holds any JSON value (a table made by hand, or an emulator reporting
+        // ARRAY and OBJECT columns as VARIANT).
+        (W::List(_) | W::Object | W::Struct(_) | W::Map(..) | W::Json, W::Variant) => true,
         (W::Map(k1, v1), W::Map(k2, v2)) => k1 == k2 && fits(v1, v2),
         _ => false,
     }

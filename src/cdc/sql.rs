@@ -11,6 +11,13 @@
 //! in milliseconds ([`STAGE_TS_MS`]), then one boolean per column that carried Debezium's
 //! unavailable-value placeholder in this batch ([`unavailable_flag`]).
 //!
+//! Snowflake stages every value as **text** instead ([`stage_values_sql`]): one
+//! `CREATE OR REPLACE TEMPORARY TABLE … AS SELECT … FROM VALUES (?, …), …` whose values are
+//! all bound parameters, in the text form the MERGE's casts read exactly (decimals as written,
+//! timestamps with zone as `… +00:00`, binary as hex, semi-structured values as JSON text).
+//! So a batch costs Snowflake two statements per table (stage, MERGE) plus transaction
+//! control; more only when a batch needs more than [`MAX_BINDS_PER_STATEMENT`] values.
+//!
 //! # MERGE
 //!
 //! One `MERGE` ([`merge_sql`]) per table and batch, keyed on the key columns. The source is a
@@ -25,6 +32,10 @@
 //! | present, not `newer` | any | nothing: a replayed or late event never overwrites a newer row |
 //! | absent | `c`/`r`/`u` | `INSERT` |
 //! | absent | `d` | nothing (soft delete: `INSERT` of the before image, `_cdc_deleted = true`) |
+//!
+//! The MERGE's source keeps one row per key (the highest LSN, `QUALIFY ROW_NUMBER() …`):
+//! the batch is compacted per key already, and real Snowflake refuses a nondeterministic MERGE
+//! (error 100090) if it ever were not.
 //!
 //! Replaying any batch again therefore changes nothing, which makes the effect of at-least-once
 //! delivery exactly once.
@@ -167,26 +178,86 @@ impl MergeSpec<'_> {
     }
 }
 
+/// The staging table's columns, in order: the source columns, the operation, LSN and source
+/// time, then the unavailable flags (module doc, "Staging").
+fn staging_columns(spec: &MergeSpec<'_>) -> Vec<(String, &'static str)> {
+    let mut columns: Vec<(String, &'static str)> = spec
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), StageKind::of(&c.ty).sql()))
+        .collect();
+    columns.push((STAGE_OP.into(), "VARCHAR"));
+    columns.push((STAGE_LSN.into(), "BIGINT"));
+    columns.push((STAGE_TS_MS.into(), "BIGINT"));
+    for &i in spec.unavailable {
+        columns.push((unavailable_flag(i), "BOOLEAN"));
+    }
+    columns
+}
+
+/// The number of values in one row of the staging table.
+pub fn staging_width(spec: &MergeSpec<'_>) -> usize {
+    spec.columns.len() + 3 + spec.unavailable.len()
+}
+
 /// `CREATE OR REPLACE TEMP TABLE` for the staging table (module doc, "Staging").
 pub fn staging_table_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
     let q = |name: &str| quote_ident(dialect, name);
-    let mut columns: Vec<String> = spec
-        .columns
+    let columns: Vec<String> = staging_columns(spec)
         .iter()
-        .map(|c| format!("{} {}", q(&c.name), StageKind::of(&c.ty).sql()))
+        .map(|(name, ty)| format!("{} {ty}", q(name)))
         .collect();
-    columns.push(format!("{} VARCHAR", q(STAGE_OP)));
-    columns.push(format!("{} BIGINT", q(STAGE_LSN)));
-    columns.push(format!("{} BIGINT", q(STAGE_TS_MS)));
-    for &i in spec.unavailable {
-        columns.push(format!("{} BOOLEAN", q(&unavailable_flag(i))));
-    }
     let temp = temporary(dialect);
     format!(
         "CREATE OR REPLACE {temp} TABLE {} ({})",
         q(spec.staging),
         columns.join(", ")
     )
+}
+
+/// Most bound values in one statement of Snowflake staging: its statement text (~3 bytes a
+/// placeholder) stays far below Snowflake's 1 MB limit.
+pub const MAX_BINDS_PER_STATEMENT: usize = 100_000;
+
+/// Snowflake staging of `rows` rows whose values are bound as text, row by row in
+/// [`staging_columns`] order (module doc, "Staging"): `create` makes the staging table from
+/// them, otherwise they are added to it.
+pub fn stage_values_sql(
+    dialect: Dialect,
+    spec: &MergeSpec<'_>,
+    rows: usize,
+    create: bool,
+) -> String {
+    let q = |name: &str| quote_ident(dialect, name);
+    let names: Vec<String> = staging_columns(spec).into_iter().map(|(n, _)| n).collect();
+    let row = format!("({})", vec!["?"; names.len()].join(", "));
+    let mut values = String::with_capacity(rows * (row.len() + 2));
+    for i in 0..rows {
+        if i > 0 {
+            values.push_str(", ");
+        }
+        values.push_str(&row);
+    }
+    if create {
+        let select: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("column{} AS {}", i + 1, q(name)))
+            .collect();
+        format!(
+            "CREATE OR REPLACE {} TABLE {} AS SELECT {} FROM VALUES {values}",
+            temporary(dialect),
+            q(spec.staging),
+            select.join(", ")
+        )
+    } else {
+        let columns: Vec<String> = names.iter().map(|n| q(n)).collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES {values}",
+            q(spec.staging),
+            columns.join(", ")
+        )
+    }
 }
 
 /// The expression reading staged column `name` of `kind` as target type `ty`.
@@ -202,10 +273,13 @@ fn cast_expr(dialect: Dialect, name: &str, ty: &WarehouseType, kind: StageKind) 
             StageKind::JsonText => format!("CAST(CAST({col} AS JSON) AS {target})"),
             _ => format!("CAST({col} AS {target})"),
         },
+        // Staged as text (module doc, "Staging").
         Dialect::Snowflake => match kind {
-            StageKind::UtcTimestamp => format!("TO_TIMESTAMP_TZ(CONCAT({col}::VARCHAR, 'Z'))"),
-            StageKind::JsonText => format!("PARSE_JSON({col})"),
-            StageKind::Text if semi_structured => format!("PARSE_JSON({col})"),
+            StageKind::Blob => format!("TO_BINARY({col}, 'HEX')"),
+            _ if semi_structured || kind == StageKind::JsonText => match ty {
+                WarehouseType::Variant | WarehouseType::Json => format!("PARSE_JSON({col})"),
+                _ => format!("CAST(PARSE_JSON({col}) AS {target})"),
+            },
             _ => format!("CAST({col} AS {target})"),
         },
     }
@@ -228,9 +302,27 @@ fn staged_select(dialect: Dialect, spec: &MergeSpec<'_>) -> Vec<String> {
         })
         .collect();
     select.push(q(STAGE_OP));
-    select.push(q(STAGE_LSN));
-    select.push(format!("{} AS {}", event_time(dialect), q(CDC_TIMESTAMP)));
-    select.extend(spec.unavailable.iter().map(|&i| q(&unavailable_flag(i))));
+    let flag = |i: usize| q(&unavailable_flag(i));
+    match dialect {
+        Dialect::DuckDb => {
+            select.push(q(STAGE_LSN));
+            select.push(format!("{} AS {}", event_time(dialect), q(CDC_TIMESTAMP)));
+            select.extend(spec.unavailable.iter().map(|&i| flag(i)));
+        }
+        // Staged as text.
+        Dialect::Snowflake => {
+            select.push(format!(
+                "CAST({lsn} AS NUMBER(38,0)) AS {lsn}",
+                lsn = q(STAGE_LSN)
+            ));
+            select.push(format!("{} AS {}", event_time(dialect), q(CDC_TIMESTAMP)));
+            select.extend(
+                spec.unavailable
+                    .iter()
+                    .map(|&i| format!("CAST({f} AS BOOLEAN) AS {f}", f = flag(i))),
+            );
+        }
+    }
     select
 }
 
@@ -264,7 +356,7 @@ fn event_time(dialect: Dialect) -> String {
     let ms = quote_ident(dialect, STAGE_TS_MS);
     match dialect {
         Dialect::DuckDb => format!("CAST(epoch_ms({ms}) AS TIMESTAMPTZ)"),
-        Dialect::Snowflake => format!("TO_TIMESTAMP_TZ({ms}, 3)"),
+        Dialect::Snowflake => format!("TO_TIMESTAMP_TZ(CAST({ms} AS NUMBER(38,0)), 3)"),
     }
 }
 
@@ -432,12 +524,15 @@ pub fn merge_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
     ]);
 
     let mut sql = String::with_capacity(1024);
+    let keys: Vec<String> = spec.key.iter().map(|k| q(k)).collect();
     let _ = write!(
         sql,
-        "MERGE INTO {} AS t\nUSING (SELECT {} FROM {}) AS s\nON ({})\n",
+        "MERGE INTO {} AS t\nUSING (SELECT * FROM (SELECT {} FROM {}) QUALIFY ROW_NUMBER() OVER \
+         (PARTITION BY {} ORDER BY {lsn} DESC NULLS LAST) = 1) AS s\nON ({})\n",
         spec.target.sql(dialect),
         select.join(", "),
         q(spec.staging),
+        keys.join(", "),
         on
     );
     if spec.soft_delete {

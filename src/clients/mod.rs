@@ -6,4 +6,5 @@ pub mod duckdb;
 pub mod kafka;
 pub mod postgres;
 pub mod snowflake;
+pub mod snowflake_sink;
 pub mod warehouse;

@@ -319,6 +319,7 @@ pub struct Snowflake {
     schema: String,
     tokens: Mutex<Option<Tokens>>,
     sequence: std::sync::atomic::AtomicU64,
+    logins: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Snowflake {
@@ -387,12 +388,18 @@ impl Snowflake {
             schema: config.schema.clone(),
             tokens: Mutex::new(None),
             sequence: std::sync::atomic::AtomicU64::new(1),
+            logins: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
     /// The endpoint URL (no credentials), for messages.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// How many times this client logged in (once, plus once per session it could not renew).
+    pub fn logins(&self) -> u64 {
+        self.logins.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The session's database.
@@ -433,6 +440,38 @@ impl Snowflake {
             .execute(sql, Some(array_bindings(columns)), Retry::Once)
             .await?;
         Ok(result.rows_affected())
+    }
+
+    /// The token a key-pair login sends, issued at `now` (seconds since the epoch); `None`
+    /// with password authentication. For checking a key setup (`cdcctl health`, tests).
+    pub fn login_token(&self, now: i64) -> Result<Option<String>> {
+        match &self.credentials {
+            Credentials::Password(_) => Ok(None),
+            Credentials::KeyPair { der, fingerprint } => Ok(Some(key_pair_jwt(
+                &self.account,
+                &self.user,
+                fingerprint,
+                der,
+                now,
+            )?)),
+        }
+    }
+
+    /// Ends the session on the server but keeps its token, as if it had expired: the next
+    /// statement is refused, renews the session and is sent again. For tests.
+    #[doc(hidden)]
+    pub async fn expire_session(&self) -> Result<()> {
+        let tokens = self.tokens().await?;
+        let mut url = self.url("session")?;
+        url.query_pairs_mut().append_pair("delete", "true");
+        self.http
+            .post(url)
+            .header("Authorization", auth_header(&tokens.session))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .context("cannot end the session")?;
+        Ok(())
     }
 
     /// Logs out (best effort): the session ends now instead of timing out on the server.
@@ -546,6 +585,7 @@ impl Snowflake {
                     der,
                     chrono::Utc::now().timestamp(),
                 )?);
+                tracing::debug!(fingerprint, "key-pair login");
             }
         }
         let answer = self
@@ -565,6 +605,8 @@ impl Snowflake {
             }
             .into());
         }
+        self.logins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data = answer.data.unwrap_or(Json::Null);
         let token =
             data.get("token")

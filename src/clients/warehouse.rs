@@ -13,7 +13,7 @@ use crate::cdc::batch::TablePlan;
 use crate::cdc::event::{Row, Value};
 use crate::cdc::schema::{
     self, Dialect, SchemaChange, TableName, TableOptions, WarehouseColumn, WarehouseType,
-    create_table_sql, is_metadata_column, quote_ident,
+    create_table_sql, is_metadata_column, quote_ident, warehouse_name,
 };
 use crate::error::CliError;
 
@@ -218,11 +218,12 @@ impl Tables {
                 db.execute_ddl(&ddl)
                     .with_context(|| format!("cannot create {}", target.sql(dialect)))?;
                 applied.created.push(target.clone());
+                // As the warehouse reports them (Snowflake upper-cases names).
                 self.known.insert(
                     target.clone(),
                     wanted
                         .iter()
-                        .map(|c| (c.name.clone(), c.ty.clone()))
+                        .map(|c| (warehouse_name(dialect, &c.name), c.ty.normalize(dialect)))
                         .collect(),
                 );
             }

@@ -12,7 +12,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::support::{TestContext, free_port, repo_root};
 
-const DEMO: [&str; 4] = [
+pub(crate) const DEMO: [&str; 4] = [
     "public.users",
     "public.credit_card_transactions",
     "commerce.users",
@@ -20,7 +20,7 @@ const DEMO: [&str; 4] = [
 ];
 
 /// Runs `cdcctl load` with `args` and returns (exit code, stdout, stderr).
-fn load(ctx: &TestContext, args: &[&str]) -> (u8, String, String) {
+pub(crate) fn load(ctx: &TestContext, args: &[&str]) -> (u8, String, String) {
     let out = ctx.cdcctl().arg("load").args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1) as u8,
@@ -30,7 +30,7 @@ fn load(ctx: &TestContext, args: &[&str]) -> (u8, String, String) {
 }
 
 /// Runs `cdcctl` with `args`, asserting exit 0.
-fn cdcctl_ok(ctx: &TestContext, args: &[&str]) {
+pub(crate) fn cdcctl_ok(ctx: &TestContext, args: &[&str]) {
     let out = ctx.cdcctl().args(args).output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -43,17 +43,19 @@ fn cdcctl_ok(ctx: &TestContext, args: &[&str]) {
 
 /// A column of a Postgres table and the expressions that render it as the same text in
 /// Postgres and in DuckDB.
-struct Column {
-    name: String,
+pub(crate) struct Column {
+    pub(crate) name: String,
     pg: String,
     duck: String,
     /// json/jsonb: compared as JSON values (DuckDB keeps the document, not Postgres' key order
     /// and spacing).
-    json: bool,
+    pub(crate) json: bool,
+    /// Postgres' `information_schema` data type.
+    pub(crate) data_type: String,
 }
 
 /// A JSON document's text with object keys sorted and no spaces.
-fn canonical_json(text: &str) -> String {
+pub(crate) fn canonical_json(text: &str) -> String {
     fn sort(v: serde_json::Value) -> serde_json::Value {
         match v {
             serde_json::Value::Object(map) => {
@@ -76,7 +78,7 @@ fn canonical_json(text: &str) -> String {
 /// The columns of `schema.table` in Postgres, with comparable renderings: timestamps as epoch
 /// microseconds, arrays as compact JSON, everything else as its text (exact decimals, jsonb as
 /// Postgres prints it, which is what Debezium sends).
-async fn columns(pg: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<Column> {
+pub(crate) async fn columns(pg: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<Column> {
     let rows = pg
         .query(
             "SELECT column_name, data_type FROM information_schema.columns \
@@ -101,20 +103,26 @@ async fn columns(pg: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<
                 ),
                 _ => (format!("{q}::text"), format!("{q}::VARCHAR")),
             };
-            let json = ty == "json" || ty == "jsonb";
+            let json = ty == "json" || ty == "jsonb" || ty == "ARRAY";
             Column {
                 name,
                 pg,
                 duck,
                 json,
+                data_type: ty,
             }
         })
         .collect()
 }
 
-type Rows = Vec<Vec<Option<String>>>;
+pub(crate) type Rows = Vec<Vec<Option<String>>>;
 
-async fn pg_rows(pg: &tokio_postgres::Client, schema: &str, table: &str, cols: &[Column]) -> Rows {
+pub(crate) async fn pg_rows(
+    pg: &tokio_postgres::Client,
+    schema: &str,
+    table: &str,
+    cols: &[Column],
+) -> Rows {
     let select: Vec<&str> = cols.iter().map(|c| c.pg.as_str()).collect();
     let sql = format!(
         "SELECT {} FROM \"{schema}\".\"{table}\" AS t ORDER BY t.id",
@@ -228,7 +236,7 @@ async fn load_until_equal(
 
 /// The demo schema with a connector on it and generated data: bulk rows, then a change stream
 /// with TOAST-sized text.
-async fn demo_pipeline(ctx: &TestContext, rows: &str, events: &str) {
+pub(crate) async fn demo_pipeline(ctx: &TestContext, rows: &str, events: &str) {
     cdcctl_ok(
         ctx,
         &["setup-source", "--demo", "--replica-identity", "full", "-q"],
@@ -330,7 +338,7 @@ async fn wait_for_topic(ctx: &TestContext, table: &str) {
 }
 
 /// Starts a following `cdcctl load` with `args`; stdout discarded, stderr kept.
-fn spawn_loader(ctx: &TestContext, args: &[&str]) -> Child {
+pub(crate) fn spawn_loader(ctx: &TestContext, args: &[&str]) -> Child {
     ctx.command()
         .arg("load")
         .args(args)

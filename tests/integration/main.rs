@@ -13,4 +13,5 @@ mod generated;
 mod harness;
 mod load;
 mod setup_source;
+mod snowflake;
 mod tail;

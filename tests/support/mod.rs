@@ -242,6 +242,19 @@ impl TestContext {
         }
     }
 
+    /// The Snowflake settings of this test: the stack's endpoint, this test's database.
+    pub fn snowflake_config(&self) -> cdcctl::config::SnowflakeConfig {
+        let mut config = self.stack.config.snowflake.clone();
+        config.database = self.snowflake_database.clone();
+        config
+    }
+
+    /// A Snowflake client for this test's database on the stack's emulator.
+    pub fn snowflake(&self) -> cdcctl::clients::snowflake::Snowflake {
+        cdcctl::clients::snowflake::Snowflake::new(&self.snowflake_config())
+            .expect("Snowflake client")
+    }
+
     /// A client connected to this test's database.
     pub async fn pg(&self) -> tokio_postgres::Client {
         connect(&self.stack.postgres_url(&self.database)).await

@@ -25,6 +25,7 @@ pub struct Metrics {
     events: u64,
     batches: u64,
     rows_changed: u64,
+    statements: u64,
     tables: BTreeMap<String, OpCounts>,
     batch_ms: Histogram<u64>,
     kafka_to_commit_ms: Histogram<u64>,
@@ -60,6 +61,8 @@ pub struct Committed<'a> {
     pub stats: &'a BatchStats,
     /// Rows the MERGEs changed.
     pub rows_changed: u64,
+    /// Statements the warehouse ran for the batch.
+    pub statements: u64,
     /// Kafka append times of the batch's messages (ms since epoch).
     pub kafka_ts_ms: &'a [i64],
     /// Source commit times of the batch's change events (ms since epoch).
@@ -78,6 +81,7 @@ impl Metrics {
             events: 0,
             batches: 0,
             rows_changed: 0,
+            statements: 0,
             tables: BTreeMap::new(),
             batch_ms: histogram(),
             kafka_to_commit_ms: histogram(),
@@ -92,6 +96,7 @@ impl Metrics {
         self.events += stats.events_in;
         self.batches += 1;
         self.rows_changed += batch.rows_changed;
+        self.statements += batch.statements;
         for (table, counts) in &stats.per_table {
             let total = self.tables.entry(table.to_string()).or_default();
             total.create += counts.create;
@@ -177,6 +182,7 @@ impl Metrics {
             events_per_second: (self.events_per_second() * 10.0).round() / 10.0,
             batches: self.batches,
             rows_changed: self.rows_changed,
+            statements: self.statements,
             elapsed_s: (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             batch_ms: Percentiles::of(&self.batch_ms),
             latency_ms: Latencies {
@@ -262,6 +268,8 @@ pub struct Snapshot {
     events_per_second: f64,
     batches: u64,
     rows_changed: u64,
+    /// Warehouse statements run (transaction control not counted).
+    statements: u64,
     elapsed_s: f64,
     batch_ms: Percentiles,
     latency_ms: Latencies,
@@ -376,6 +384,7 @@ mod tests {
         m.record(&Committed {
             stats: &stats(100, "users", 90),
             rows_changed: 80,
+            statements: 2,
             kafka_ts_ms: &kafka,
             source_ts_ms: &[9_000],
             handed_over: Instant::now(),
@@ -384,6 +393,7 @@ mod tests {
         m.record(&Committed {
             stats: &stats(10, "users", 10),
             rows_changed: 10,
+            statements: 2,
             kafka_ts_ms: &[],
             source_ts_ms: &[],
             handed_over: Instant::now(),
@@ -414,6 +424,7 @@ mod tests {
         m.record(&Committed {
             stats: &stats(5, "we\"ird", 5),
             rows_changed: 5,
+            statements: 2,
             kafka_ts_ms: &[],
             source_ts_ms: &[],
             handed_over: Instant::now(),

@@ -76,8 +76,7 @@ pub(crate) struct Plan {
     batch_size: u64,
     flush_interval: Duration,
     until_caught_up: bool,
-    duckdb: PathBuf,
-    memory_limit: String,
+    sink: SinkChoice,
     table_options: TableOptions,
     targets: Targets,
     metrics_file: Option<PathBuf>,
@@ -88,15 +87,18 @@ pub(crate) struct Plan {
 
 impl Plan {
     fn from_args(args: &LoadArgs, config: &Config) -> Result<Plan, CliError> {
-        if config.load.sink != "duckdb" {
-            return Err(CliError::Usage {
-                message: format!(
-                    "the `{}` sink is not available in this version of cdcctl",
-                    config.load.sink
-                ),
-                hint: Some("use `--sink duckdb` (the default)".into()),
-            });
-        }
+        let sink = match config.load.sink.as_str() {
+            "snowflake" => SinkChoice::Snowflake {
+                runtime: tokio::runtime::Handle::try_current().map_err(|_| CliError::Usage {
+                    message: "the Snowflake sink needs the async runtime".into(),
+                    hint: None,
+                })?,
+            },
+            _ => SinkChoice::DuckDb {
+                path: config.duckdb.path.clone(),
+                memory_limit: args.memory_limit.clone(),
+            },
+        };
         let metrics_interval =
             parse_duration(&args.metrics_interval).map_err(|e| CliError::Usage {
                 message: format!("--metrics-interval `{}`: {e}", args.metrics_interval),
@@ -114,8 +116,7 @@ impl Plan {
             batch_size: config.load.batch_size.max(1),
             flush_interval: config.load.flush_interval.max(Duration::from_millis(1)),
             until_caught_up: args.until_caught_up,
-            duckdb: config.duckdb.path.clone(),
-            memory_limit: args.memory_limit.clone(),
+            sink,
             table_options: TableOptions {
                 soft_delete: args.soft_delete,
                 primary_key: args.primary_key,
@@ -127,6 +128,15 @@ impl Plan {
             commit_interval,
         })
     }
+}
+
+/// Where `load` writes.
+#[derive(Debug)]
+pub(crate) enum SinkChoice {
+    /// A DuckDB file, with DuckDB's memory limit.
+    DuckDb { path: PathBuf, memory_limit: String },
+    /// Snowflake (`config.snowflake`), driven on this tokio runtime.
+    Snowflake { runtime: tokio::runtime::Handle },
 }
 
 /// Source table → target table: `--table-map` first, then `--target-schema` (or the source
@@ -235,7 +245,8 @@ fn split_name(name: &str) -> (Option<&str>, &str) {
 /// The summary printed at exit.
 #[derive(Debug, Serialize)]
 struct Summary {
-    duckdb: String,
+    /// Where the rows went: the DuckDB file, or the Snowflake database and endpoint.
+    warehouse: String,
     group: String,
     /// Every table this run wrote to, with its row count after the run.
     targets: Vec<TargetRows>,

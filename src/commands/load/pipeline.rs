@@ -22,13 +22,14 @@ use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
 
 use super::metrics::{self, Committed, Metrics, Shared};
-use super::{Plan, Summary, TargetRows, Targets};
+use super::{Plan, SinkChoice, Summary, TargetRows, Targets};
 use crate::cdc::batch::{Batch, Compacted, TableId};
 use crate::cdc::event::{Decoded, Decoder, MessageRef, Op};
-use crate::cdc::schema::Dialect;
 use crate::cdc::topics::table_of_topic;
-use crate::clients::duckdb::{DuckDb, TableWrite};
+use crate::clients::duckdb::DuckDb;
 use crate::clients::kafka::{Kafka, Reader, StartAt};
+use crate::clients::snowflake_sink::SnowflakeSink;
+use crate::clients::warehouse::{Sink, TableWrite};
 use crate::config::Config;
 use crate::error::{CliError, Outcome};
 use crate::output::{Output, progress_style};
@@ -121,8 +122,7 @@ pub(super) fn load(
         batch_size,
         flush_interval,
         until_caught_up,
-        duckdb,
-        memory_limit,
+        sink,
         table_options,
         mut targets,
         metrics_file,
@@ -131,7 +131,16 @@ pub(super) fn load(
         commit_interval,
     } = plan;
     // The warehouse first: a file locked by another loader fails before anything is read.
-    let mut db = DuckDb::open(&duckdb, table_options, Some(&memory_limit))?;
+    let mut db: Box<dyn Sink> = match sink {
+        SinkChoice::DuckDb { path, memory_limit } => {
+            Box::new(DuckDb::open(&path, table_options, Some(&memory_limit))?)
+        }
+        SinkChoice::Snowflake { runtime } => Box::new(SnowflakeSink::open(
+            &config.snowflake,
+            table_options,
+            runtime,
+        )?),
+    };
     let shared = Metrics::new();
     if let Some(addr) = &metrics_addr {
         let bound = metrics::serve(shared.clone(), addr)?;
@@ -161,7 +170,7 @@ pub(super) fn load(
             std::io::stderr(),
             "loading {} into {} (group {group}){}",
             names.join(", "),
-            db.path().display(),
+            db.describe(),
             if until_caught_up {
                 ""
             } else {
@@ -202,7 +211,7 @@ pub(super) fn load(
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(0);
         let sink = {
             let (reader, shared, bar, db, targets) =
-                (&reader, &shared, &bar, &mut db, &mut targets);
+                (&reader, &shared, &bar, db.as_mut(), &mut targets);
             let thread = std::thread::Builder::new().name("load-sink".into());
             thread.spawn_scoped(scope, move || {
                 let result = apply_jobs(
@@ -264,15 +273,12 @@ pub(super) fn load(
         rows.push(TargetRows {
             events: per_table.get(&source.to_string()).copied().unwrap_or(0),
             source: source.to_string(),
-            rows: match db.columns(&target)? {
-                Some(_) => Some(db.count(&target)?),
-                None => None,
-            },
-            target: target.sql(Dialect::DuckDb),
+            rows: db.row_count(&target)?,
+            target: target.sql(db.dialect()),
         });
     }
     let summary = Summary {
-        duckdb: db.path().display().to_string(),
+        warehouse: db.describe(),
         group,
         targets: rows,
         metrics: metrics.snapshot(),
@@ -292,11 +298,12 @@ pub(super) fn load(
             }
             write!(w, "{}", out.render_table(&table))?;
         }
-        writeln!(w, "loaded {status} into {}", summary.duckdb)
+        writeln!(w, "loaded {status} into {}", summary.warehouse)
     })?;
-    // Closing checkpoints the file (DuckDB writes the WAL into the table storage).
+    // Closing checkpoints a DuckDB file (DuckDB writes the WAL into the table storage) or
+    // logs out of Snowflake.
     drop(db);
-    tracing::debug!("closed the DuckDB file");
+    tracing::debug!("closed the warehouse");
     // Everything is committed and the process is about to exit: tearing down librdkafka's
     // threads would only add ~0.1 s.
     std::mem::forget(reader);
@@ -468,7 +475,7 @@ impl Uncommitted {
 #[allow(clippy::too_many_arguments)]
 fn apply_jobs(
     jobs: mpsc::Receiver<Job>,
-    db: &mut DuckDb,
+    db: &mut dyn Sink,
     targets: &mut Targets,
     reader: &Reader,
     shared: &Shared,
@@ -499,7 +506,7 @@ fn apply_jobs(
 /// Applies one batch and records it in the metrics.
 fn apply_job(
     job: &Job,
-    db: &mut DuckDb,
+    db: &mut dyn Sink,
     targets: &mut Targets,
     shared: &Shared,
     out: &Output,
@@ -526,13 +533,13 @@ fn apply_job(
         "batch applied"
     );
     for table in &applied.created {
-        tracing::info!("created table {}", table.sql(Dialect::DuckDb));
+        tracing::info!("created table {}", table.sql(db.dialect()));
     }
     for statement in &applied.altered {
         tracing::info!("{statement}");
     }
     for (table, column) in applied.dropped_in_source {
-        let name = table.sql(Dialect::DuckDb);
+        let name = table.sql(db.dialect());
         if reported_dropped.insert((name.clone(), column.clone())) {
             out.warn(&format!(
                 "column `{column}` of {name} is no longer sent by the source: kept, new rows \
@@ -543,6 +550,7 @@ fn apply_job(
     metrics::lock(shared).record(&Committed {
         stats: &compacted.stats,
         rows_changed: applied.rows_changed,
+        statements: applied.statements,
         kafka_ts_ms: &job.kafka_ts_ms,
         source_ts_ms: &job.source_ts_ms,
         handed_over: job.handed_over,

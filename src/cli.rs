@@ -128,9 +128,10 @@ pub enum Command {
     /// Load CDC topics into the warehouse, keeping each table equal to its source table
     ///
     /// Micro-batches of events are compacted per key and applied (the effect of a MERGE per
-    /// table) in one warehouse transaction; the consumer group's offsets are committed only after
-    /// that transaction (at-least-once), and every write is guarded by the source LSN (replays
-    /// change nothing), so the effect is exactly once. Tables are created from the Connect schema and
+    /// table): in one transaction in DuckDB (the default sink), as one MERGE per table in
+    /// Snowflake (`--sink snowflake`). The consumer group's offsets are committed only after the
+    /// batch is in the warehouse (at-least-once), and every write is guarded by the source LSN
+    /// (replays change nothing), so the effect is exactly once. Tables are created from the Connect schema and
     /// new source columns are added. `--until-caught-up` exits once the backlog is loaded;
     /// otherwise it runs until Ctrl-C or SIGTERM, then flushes, commits and exits 0.
     Load(LoadArgs),

@@ -815,4 +815,104 @@ mod tests {
                 .starts_with("UPDATE \"t\" SET \"_cdc_deleted\" = true, \"_cdc_operation\" = 't'")
         );
     }
+
+    #[test]
+    fn snowflake_identifiers_are_upper_cased_and_quoted_even_when_hostile() {
+        let target = TableName::qualified("My Schema", "select");
+        let columns = vec![
+            WarehouseColumn {
+                name: "Mixed \"Case\"".into(),
+                ty: WarehouseType::Text,
+            },
+            WarehouseColumn {
+                name: "order".into(),
+                ty: WarehouseType::BigInt,
+            },
+            WarehouseColumn {
+                name: "with space".into(),
+                ty: WarehouseType::Json,
+            },
+        ];
+        let key = vec!["order".to_string()];
+        let spec = spec(&target, &columns, &key, &[2], false);
+        let merge = merge_sql(Dialect::Snowflake, &spec);
+        assert!(
+            merge.starts_with("MERGE INTO \"MY SCHEMA\".\"SELECT\" AS t"),
+            "{merge}"
+        );
+        assert!(
+            merge.contains("CAST(\"MIXED \"\"CASE\"\"\" AS VARCHAR) AS \"MIXED \"\"CASE\"\"\""),
+            "{merge}"
+        );
+        assert!(merge.contains("ON (t.\"ORDER\" = s.\"ORDER\")"), "{merge}");
+        assert!(
+            merge.contains("PARSE_JSON(\"WITH SPACE\") AS \"WITH SPACE\""),
+            "{merge}"
+        );
+        assert!(
+            merge.contains(
+                "CAST(\"__CDCCTL_UNAVAILABLE_2\" AS BOOLEAN) AS \"__CDCCTL_UNAVAILABLE_2\""
+            ),
+            "{merge}"
+        );
+        let stage = stage_values_sql(Dialect::Snowflake, &spec, 2, true);
+        assert!(
+            stage.starts_with(
+                "CREATE OR REPLACE TEMPORARY TABLE \"STAGE\" AS SELECT column1 AS \"MIXED \"\"CASE\"\"\", \
+                 column2 AS \"ORDER\", column3 AS \"WITH SPACE\", column4 AS \"__CDCCTL_OP\""
+            ),
+            "{stage}"
+        );
+        // No value is ever in the text: only placeholders.
+        assert!(
+            stage.ends_with("FROM VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)"),
+            "{stage}"
+        );
+        assert_eq!(staging_width(&spec), 7);
+        let more = stage_values_sql(Dialect::Snowflake, &spec, 1, false);
+        assert!(
+            more.starts_with("INSERT INTO \"STAGE\" (\"MIXED \"\"CASE\"\"\", \"ORDER\""),
+            "{more}"
+        );
+    }
+
+    #[test]
+    fn the_merge_source_keeps_one_row_per_key_the_newest() {
+        // Real Snowflake refuses a MERGE whose source matches a target row twice (100090);
+        // the batch is compacted per key already, and the source deduplicates again.
+        let (target, columns) = (TableName::new("t"), columns());
+        let key = vec!["id".to_string(), "at".to_string()];
+        let merge = merge_sql(
+            Dialect::Snowflake,
+            &spec(&target, &columns, &key, &[], false),
+        );
+        assert!(
+            merge.contains(
+                "QUALIFY ROW_NUMBER() OVER (PARTITION BY \"ID\", \"AT\" ORDER BY \"__CDCCTL_LSN\" \
+                 DESC NULLS LAST) = 1) AS s"
+            ),
+            "{merge}"
+        );
+        // Staged text is cast exactly: decimals, timestamps with zone, lists, event time.
+        assert!(
+            merge.contains("CAST(\"AMOUNT\" AS NUMBER(12,2))"),
+            "{merge}"
+        );
+        assert!(merge.contains("CAST(\"AT\" AS TIMESTAMP_TZ"), "{merge}");
+        assert!(
+            merge.contains("CAST(PARSE_JSON(\"TAGS\") AS ARRAY)"),
+            "{merge}"
+        );
+        assert!(
+            merge.contains(
+                "TO_TIMESTAMP_TZ(CAST(\"__CDCCTL_TS_MS\" AS NUMBER(38,0)), 3) AS \"_CDC_TIMESTAMP\""
+            ),
+            "{merge}"
+        );
+        assert!(
+            merge.contains("CAST(\"__CDCCTL_LSN\" AS NUMBER(38,0)) AS \"__CDCCTL_LSN\""),
+            "{merge}"
+        );
+        assert!(merge.contains("CURRENT_TIMESTAMP()"), "{merge}");
+    }
 }

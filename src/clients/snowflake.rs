@@ -1398,7 +1398,8 @@ fn arrow_cell(
     }))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex, Snowflake's default binary text form.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use fmt::Write as _;
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -16,7 +16,7 @@
 use anyhow::{Context, Result};
 use tokio::runtime::Handle;
 
-use super::snowflake::{Bind, Retry, Snowflake};
+use super::snowflake::{Bind, Retry, Snowflake, hex};
 use super::warehouse::{Applied, Catalog, Prepared, Sink, TableWrite, Tables, value_of};
 use crate::cdc::batch::TablePlan;
 use crate::cdc::event::{Op, Value};
@@ -213,15 +213,6 @@ pub fn stage_text(kind: StageKind, value: &Value) -> Option<String> {
         }
         (_, other) => other.to_string(),
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 /// The staging table of the `index`-th table of a batch.

@@ -164,6 +164,55 @@ fn duck_rows(
     Some(out)
 }
 
+/// The first difference between the Postgres rows of a table (`want`) and a warehouse's
+/// (`have`, `None` when the table does not exist yet), or `None` when they are equal. JSON
+/// columns are compared as JSON values (a warehouse keeps the document, not Postgres' key order
+/// and spacing).
+pub(crate) fn rows_difference(
+    qualified: &str,
+    warehouse: &str,
+    cols: &[Column],
+    want: Rows,
+    have: Option<Rows>,
+) -> Option<String> {
+    let Some(have) = have else {
+        return Some(format!("{qualified}: no table in {warehouse} yet"));
+    };
+    if want.len() != have.len() {
+        return Some(format!(
+            "{qualified}: {} rows in Postgres, {} in {warehouse}",
+            want.len(),
+            have.len()
+        ));
+    }
+    let canonical = |rows: Rows| -> Rows {
+        rows.into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .zip(cols)
+                    .map(|(cell, c)| match cell {
+                        Some(text) if c.json => Some(canonical_json(&text)),
+                        other => other,
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let (want, have) = (canonical(want), canonical(have));
+    for (w, h) in want.iter().zip(&have) {
+        if w != h {
+            let diff: Vec<String> = cols
+                .iter()
+                .zip(w.iter().zip(h))
+                .filter(|(_, (a, b))| a != b)
+                .map(|(c, (a, b))| format!("{}: {a:?} != {b:?}", c.name))
+                .collect();
+            return Some(format!("{qualified} id {:?}: {}", w[0], diff.join("; ")));
+        }
+    }
+    None
+}
+
 /// The first difference between the Postgres and DuckDB copies of every demo table, or `None`.
 async fn difference(ctx: &TestContext, duckdb: &std::path::Path, filter: &str) -> Option<String> {
     let pg = ctx.pg().await;
@@ -171,40 +220,9 @@ async fn difference(ctx: &TestContext, duckdb: &std::path::Path, filter: &str) -
         let (schema, table) = qualified.split_once('.').unwrap();
         let cols = columns(&pg, schema, table).await;
         let want = pg_rows(&pg, schema, table, &cols).await;
-        let Some(have) = duck_rows(duckdb, schema, table, &cols, filter) else {
-            return Some(format!("{qualified}: no table in DuckDB yet"));
-        };
-        if want.len() != have.len() {
-            return Some(format!(
-                "{qualified}: {} rows in Postgres, {} in DuckDB",
-                want.len(),
-                have.len()
-            ));
-        }
-        let canonical = |rows: Rows| -> Rows {
-            rows.into_iter()
-                .map(|row| {
-                    row.into_iter()
-                        .zip(&cols)
-                        .map(|(cell, c)| match cell {
-                            Some(text) if c.json => Some(canonical_json(&text)),
-                            other => other,
-                        })
-                        .collect()
-                })
-                .collect()
-        };
-        let (want, have) = (canonical(want), canonical(have));
-        for (w, h) in want.iter().zip(&have) {
-            if w != h {
-                let diff: Vec<String> = cols
-                    .iter()
-                    .zip(w.iter().zip(h))
-                    .filter(|(_, (a, b))| a != b)
-                    .map(|(c, (a, b))| format!("{}: {a:?} != {b:?}", c.name))
-                    .collect();
-                return Some(format!("{qualified} id {:?}: {}", w[0], diff.join("; ")));
-            }
+        let have = duck_rows(duckdb, schema, table, &cols, filter);
+        if let Some(diff) = rows_difference(qualified, "DuckDB", &cols, want, have) {
+            return Some(diff);
         }
     }
     None
@@ -497,7 +515,12 @@ async fn a_new_source_column_appears_in_duckdb_during_a_run() {
 
 /// Produces the first `n` messages of the real `cdc.public.users` fixture (11: snapshot,
 /// changes, deletes, tombstones) to `topic`, then `extra` (key, value) messages.
-async fn produce_users_fixture(ctx: &TestContext, topic: &str, n: usize, extra: &[(&str, &str)]) {
+pub(crate) async fn produce_users_fixture(
+    ctx: &TestContext,
+    topic: &str,
+    n: usize,
+    extra: &[(&str, &str)],
+) {
     let fixture = std::fs::read_to_string(
         repo_root().join("tests/fixtures/debezium/schemas-true/cdc.public.users.jsonl"),
     )

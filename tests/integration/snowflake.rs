@@ -11,7 +11,7 @@ use cdcctl::clients::snowflake::{
 use cdcctl::error::{EXIT_OK, EXIT_UNREACHABLE};
 
 use crate::load::{
-    Column, DEMO, Rows, canonical_json, columns, demo_pipeline, load, pg_rows, spawn_loader,
+    Column, DEMO, Rows, columns, demo_pipeline, load, pg_rows, rows_difference, spawn_loader,
 };
 use crate::support::{TestContext, free_port};
 
@@ -332,52 +332,19 @@ fn epoch_micros(text: &str) -> String {
 async fn difference(ctx: &TestContext, filter: &str) -> Option<String> {
     let pg = ctx.pg().await;
     let sf = ctx.snowflake();
-    let result = async {
-        for qualified in DEMO {
-            let (schema, table) = qualified.split_once('.').unwrap();
-            let cols = columns(&pg, schema, table).await;
-            let canonical = |rows: Rows| -> Rows {
-                rows.into_iter()
-                    .map(|row| {
-                        row.into_iter()
-                            .zip(&cols)
-                            .map(|(cell, c)| match cell {
-                                Some(text) if c.json => Some(canonical_json(&text)),
-                                other => other,
-                            })
-                            .collect()
-                    })
-                    .collect()
-            };
-            let want = canonical(pg_rows(&pg, schema, table, &cols).await);
-            let Some(have) = snowflake_rows(&sf, schema, table, &cols, filter).await else {
-                return Some(format!("{qualified}: no table in Snowflake yet"));
-            };
-            let have = canonical(have);
-            if want.len() != have.len() {
-                return Some(format!(
-                    "{qualified}: {} rows in Postgres, {} in Snowflake",
-                    want.len(),
-                    have.len()
-                ));
-            }
-            for (w, h) in want.iter().zip(&have) {
-                if w != h {
-                    let diff: Vec<String> = cols
-                        .iter()
-                        .zip(w.iter().zip(h))
-                        .filter(|(_, (a, b))| a != b)
-                        .map(|(c, (a, b))| format!("{}: {a:?} != {b:?}", c.name))
-                        .collect();
-                    return Some(format!("{qualified} id {:?}: {}", w[0], diff.join("; ")));
-                }
-            }
+    let mut found = None;
+    for qualified in DEMO {
+        let (schema, table) = qualified.split_once('.').unwrap();
+        let cols = columns(&pg, schema, table).await;
+        let want = pg_rows(&pg, schema, table, &cols).await;
+        let have = snowflake_rows(&sf, schema, table, &cols, filter).await;
+        found = rows_difference(qualified, "Snowflake", &cols, want, have);
+        if found.is_some() {
+            break;
         }
-        None
     }
-    .await;
     sf.logout().await;
-    result
+    found
 }
 
 async fn load_until_equal(ctx: &TestContext, extra: &[&str], filter: &str) {
@@ -493,4 +460,105 @@ async fn load_into_an_unreachable_snowflake_exits_3() {
     );
     assert!(stderr.contains("Snowflake is unreachable"), "{stderr}");
     assert!(stderr.contains(&url), "{stderr}");
+}
+
+/// Message 8 of the users fixture (an update of id 1) with a new column `nickname` in its
+/// schema and row, and a later LSN: what Debezium sends after `ALTER TABLE … ADD COLUMN`.
+fn users_update_with_a_new_column() -> (String, String) {
+    let fixture = std::fs::read_to_string(
+        crate::support::repo_root()
+            .join("tests/fixtures/debezium/schemas-true/cdc.public.users.jsonl"),
+    )
+    .unwrap();
+    let line: serde_json::Value = serde_json::from_str(fixture.lines().nth(8).unwrap()).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_str(line["payload"].as_str().unwrap()).unwrap();
+    for image in value["schema"]["fields"].as_array_mut().unwrap() {
+        if image["field"] == "before" || image["field"] == "after" {
+            image["fields"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!(
+                    {"type": "string", "optional": true, "field": "nickname"}
+                ));
+        }
+    }
+    let payload = &mut value["payload"];
+    assert_eq!(payload["op"], "u");
+    payload["after"]["nickname"] = "neo".into();
+    payload["before"]["nickname"] = serde_json::Value::Null;
+    let lsn = payload["source"]["lsn"].as_i64().unwrap();
+    payload["source"]["lsn"] = (lsn + 1_000).into();
+    (line["key"].as_str().unwrap().to_string(), value.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snowflake_tables_are_named_mapped_and_gain_new_columns() {
+    let ctx = TestContext::new("sf_evolve").await;
+    let topic = format!("{}.public.users", ctx.topic_prefix);
+    crate::load::produce_users_fixture(&ctx, &topic, 11, &[]).await;
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "--sink",
+            "snowflake",
+            "--topic",
+            &topic,
+            "--until-caught-up",
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, stdout, stderr) = load(&ctx, &refs);
+        assert_eq!(code, EXIT_OK, "{stderr}");
+        (stdout, stderr)
+    };
+    let (stdout, _) = run(args(&["--table-map", "public.users=app.people"]));
+    assert!(stdout.contains("\"APP\".\"PEOPLE\""), "{stdout}");
+
+    let sf = ctx.snowflake();
+    let ids = |table: &'static str| {
+        let sf = &sf;
+        async move {
+            let r = sf
+                .query(
+                    &format!("SELECT \"ID\" FROM {table} ORDER BY \"ID\""),
+                    &[],
+                    Retry::Idempotent,
+                )
+                .await
+                .unwrap();
+            r.rows
+                .into_iter()
+                .map(|row| row[0].clone().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    // Ids 2 and 3 were deleted in the stream; id 1 remains.
+    assert_eq!(ids("\"APP\".\"PEOPLE\"").await, ["1"]);
+
+    // A new source column: added before the batch that needs it, filled for the new event.
+    let (key, value) = users_update_with_a_new_column();
+    crate::load::produce_users_fixture(&ctx, &topic, 0, &[(key.as_str(), value.as_str())]).await;
+    let (_, stderr) = run(args(&["--table-map", "public.users=app.people", "-v"]));
+    assert!(stderr.contains("ADD COLUMN \"NICKNAME\""), "{stderr}");
+    let row = sf
+        .query(
+            "SELECT \"NICKNAME\", \"_CDC_OPERATION\" FROM \"APP\".\"PEOPLE\"",
+            &[],
+            Retry::Idempotent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.rows,
+        vec![vec![Some("neo".to_string()), Some("u".to_string())]]
+    );
+
+    // --target-schema puts the table in another schema, created on first sight.
+    let group = format!("{}-raw", ctx.group);
+    run(args(&["--target-schema", "raw", "--group", &group]));
+    assert_eq!(ids("\"RAW\".\"USERS\"").await, ["1"]);
+    sf.logout().await;
 }

@@ -1016,9 +1016,6 @@ fn is_reset(e: &reqwest::Error) -> bool {
 mod tests {
     use super::*;
 
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// The body of a captured response (its first line is `HTTP <status>  (<METHOD> <path>)`).
@@ -1135,35 +1132,6 @@ mod tests {
         assert_eq!(offsets.offsets[0].offset["lsn"], 30700376);
     }
 
-    /// A one-shot HTTP server: answers each connection with the next canned response (`None`
-    /// closes the connection without answering), and counts requests.
-    async fn server(responses: Vec<Option<(u16, &'static str)>>) -> (String, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        tokio::spawn(async move {
-            for response in responses {
-                let (mut sock, _) = listener.accept().await.unwrap();
-                let mut buf = vec![0u8; 65536];
-                let _ = sock.read(&mut buf).await;
-                counter.fetch_add(1, Ordering::SeqCst);
-                match response {
-                    None => drop(sock),
-                    Some((status, body)) => {
-                        let text = format!(
-                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
-                             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                        let _ = sock.write_all(text.as_bytes()).await;
-                    }
-                }
-            }
-        });
-        (format!("http://{addr}"), hits)
-    }
-
     fn client(url: &str) -> ConnectClient {
         let cfg = ConnectConfig {
             url: url.to_string(),
@@ -1188,7 +1156,7 @@ mod tests {
 
     #[tokio::test]
     async fn conflicts_and_resets_are_retried_then_succeed() {
-        let (url, hits) = server(vec![
+        let (url, hits) = crate::clients::testing::server(vec![
             Some((409, REBALANCE)),
             None,
             Some((500, REBALANCE_EXPECTED)),
@@ -1197,14 +1165,14 @@ mod tests {
         .await;
         let names = client(&url).connectors().await.unwrap();
         assert_eq!(names, ["a", "b"]);
-        assert_eq!(hits.load(Ordering::SeqCst), 4);
+        assert_eq!(hits.count(), 4);
     }
 
     #[tokio::test]
     async fn retries_are_bounded_and_keep_the_workers_message() {
-        let (url, hits) = server(vec![Some((409, REBALANCE)); 4]).await;
+        let (url, hits) = crate::clients::testing::server(vec![Some((409, REBALANCE)); 4]).await;
         let err = client(&url).status("x").await.unwrap_err();
-        assert_eq!(hits.load(Ordering::SeqCst), 4);
+        assert_eq!(hits.count(), 4);
         assert_eq!(err.status(), Some(409));
         assert_eq!(
             err.to_string(),
@@ -1215,7 +1183,7 @@ mod tests {
 
     #[tokio::test]
     async fn create_is_never_retried() {
-        let (url, hits) = server(vec![
+        let (url, hits) = crate::clients::testing::server(vec![
             Some((
                 409,
                 r#"{"error_code":409,"message":"Connector a already exists"}"#,
@@ -1227,7 +1195,7 @@ mod tests {
             .create("a", &ConnectorConfig::new())
             .await
             .unwrap_err();
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert_eq!(hits.count(), 1);
         assert!(
             err.to_string().ends_with("Connector a already exists"),
             "{err}"
@@ -1236,7 +1204,7 @@ mod tests {
 
     #[tokio::test]
     async fn not_found_and_odd_bodies() {
-        let (url, _) = server(vec![
+        let (url, _) = crate::clients::testing::server(vec![
             Some((
                 404,
                 r#"{"error_code":404,"message":"Connector a not found"}"#,

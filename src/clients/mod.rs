@@ -8,3 +8,6 @@ pub mod postgres;
 pub mod snowflake;
 pub mod snowflake_sink;
 pub mod warehouse;
+
+#[cfg(test)]
+mod testing;

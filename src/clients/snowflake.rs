@@ -1669,4 +1669,148 @@ mod tests {
         assert_eq!(e.code(), Some("002003"));
         assert_eq!(e.sql_state(), Some("42S02"));
     }
+
+    fn scripted_client(url: &str) -> Snowflake {
+        Snowflake::new(&SnowflakeConfig {
+            account: "xy12345.us-east-1".into(),
+            user: "loader".into(),
+            password: Some(Secret::new("pw-not-shown")),
+            private_key_path: None,
+            private_key_passphrase: None,
+            role: Some("LOADER".into()),
+            warehouse: Some("LOAD_WH".into()),
+            database: "RAW".into(),
+            schema: "CDC".into(),
+            url: url.into(),
+        })
+        .unwrap()
+    }
+
+    const LOGIN_OK: &str = r#"{"data":{"token":"T1","masterToken":"M1"},"success":true}"#;
+    const ROWS_42: &str = r#"{"data":{"queryId":"01ab","queryResultFormat":"json",
+        "rowtype":[{"name":"N","type":"fixed","scale":0}],"rowset":[["42"]]},"success":true}"#;
+
+    #[tokio::test]
+    async fn a_refused_login_names_the_user_and_code_but_not_the_password() {
+        let refused = r#"{"data":null,"code":"390100",
+            "message":"Incorrect username or password was specified.","success":false}"#;
+        let (url, requests) = crate::clients::testing::server(vec![Some((200, refused))]).await;
+        let sf = scripted_client(&url);
+        let err = sf
+            .query("SELECT 1", &[], Retry::Idempotent)
+            .await
+            .unwrap_err();
+        let e = err.downcast_ref::<SnowflakeError>().unwrap();
+        assert_eq!(e.code(), Some("390100"));
+        let text = format!("{err:#}");
+        assert!(text.contains("user `loader`"), "{text}");
+        assert!(!text.contains("pw-not-shown"), "{text}");
+        // The session's account, role, warehouse, database and schema go with the login.
+        let line = &requests.lines()[0];
+        assert!(
+            line.starts_with("POST /session/v1/login-request?request_id="),
+            "{line}"
+        );
+        for part in [
+            "databaseName=RAW",
+            "schemaName=CDC",
+            "warehouse=LOAD_WH",
+            "roleName=LOADER",
+        ] {
+            assert!(line.contains(part), "{line}");
+        }
+        let body: Json = serde_json::from_str(&requests.body(0)).unwrap();
+        assert_eq!(body["data"]["ACCOUNT_NAME"], "XY12345");
+        assert_eq!(body["data"]["LOGIN_NAME"], "loader");
+        assert!(body["data"]["SESSION_PARAMETERS"].is_object());
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_and_a_running_query_is_polled() {
+        let running = r#"{"data":{"getResultUrl":"/queries/01ab/result","queryId":"01ab"},
+            "code":"333334","message":"Asynchronous execution in progress.","success":true}"#;
+        let (url, requests) = crate::clients::testing::server(vec![
+            Some((200, LOGIN_OK)),
+            Some((429, "")),
+            Some((200, running)),
+            Some((200, running)),
+            Some((200, ROWS_42)),
+        ])
+        .await;
+        let sf = scripted_client(&url);
+        let result = sf.query("SELECT 42", &[], Retry::Once).await.unwrap();
+        assert_eq!(result.scalar(), Some("42"));
+        let lines: Vec<String> = requests
+            .lines()
+            .iter()
+            .map(|l| l.split('?').next().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "POST /session/v1/login-request",
+                "POST /queries/v1/query-request",
+                "POST /queries/v1/query-request",
+                "GET /queries/01ab/result HTTP/1.1",
+                "GET /queries/01ab/result HTTP/1.1",
+            ]
+        );
+        assert!(requests.head(1).contains("Snowflake Token=\"T1\""));
+        // The retry is the same request (same requestId), so Snowflake can tell.
+        let id = |i: usize| {
+            requests.lines()[i]
+                .split("requestId=")
+                .nth(1)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(id(1), id(2));
+        let body: Json = serde_json::from_str(&requests.body(1)).unwrap();
+        assert_eq!(body["sqlText"], "SELECT 42");
+    }
+
+    #[tokio::test]
+    async fn an_expired_session_is_renewed_with_the_master_token() {
+        let expired = r#"{"data":null,"code":"390112",
+            "message":"Your session has expired. Please login again.","success":false}"#;
+        let renewed = r#"{"data":{"sessionToken":"T2","masterToken":"M2"},"success":true}"#;
+        let (url, requests) = crate::clients::testing::server(vec![
+            Some((200, LOGIN_OK)),
+            Some((200, expired)),
+            Some((200, renewed)),
+            Some((200, ROWS_42)),
+        ])
+        .await;
+        let sf = scripted_client(&url);
+        let result = sf.query("SELECT 42", &[], Retry::Once).await.unwrap();
+        assert_eq!(result.scalar(), Some("42"));
+        assert!(requests.lines()[2].starts_with("POST /session/token-request"));
+        assert!(requests.head(2).contains("Snowflake Token=\"M1\""));
+        let body: Json = serde_json::from_str(&requests.body(2)).unwrap();
+        assert_eq!(body["requestType"], "RENEW");
+        assert_eq!(body["oldSessionToken"], "T1");
+        assert!(requests.head(3).contains("Snowflake Token=\"T2\""));
+        assert_eq!(sf.logins(), 1, "renewed, not logged in again");
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_retried_only_for_idempotent_statements() {
+        let (url, requests) = crate::clients::testing::server(vec![
+            Some((200, LOGIN_OK)),
+            Some((503, "")),
+            Some((200, ROWS_42)),
+            Some((503, "")),
+        ])
+        .await;
+        let sf = scripted_client(&url);
+        let result = sf.query("SELECT 42", &[], Retry::Idempotent).await.unwrap();
+        assert_eq!(result.scalar(), Some("42"));
+        assert_eq!(requests.count(), 3);
+        let err = sf
+            .query("INSERT INTO T VALUES (1)", &[], Retry::Once)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("HTTP 503"), "{err:#}");
+        assert_eq!(requests.count(), 4, "sent once: it may have run");
+    }
 }

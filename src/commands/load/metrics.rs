@@ -37,6 +37,9 @@ pub struct Metrics {
 struct LastBatch {
     events: u64,
     ms: u64,
+    /// Rows the warehouse changed and statements it ran for the batch.
+    rows_changed: u64,
+    statements: u64,
     /// Source commit → warehouse commit of the batch's newest event: how far behind the source
     /// the warehouse was at that commit.
     source_lag_ms: Option<u64>,
@@ -119,6 +122,8 @@ impl Metrics {
         self.last_batch = Some(LastBatch {
             events: stats.events_in,
             ms,
+            rows_changed: batch.rows_changed,
+            statements: batch.statements,
             source_lag_ms: stats.source_ts_ms_max.map(|ts| (at - ts).max(0) as u64),
         });
     }
@@ -215,6 +220,18 @@ impl Metrics {
             "Micro-batches committed.",
             "counter",
             vec![(String::new(), s.batches as f64)],
+        );
+        metric(
+            "cdcctl_load_rows_changed_total",
+            "Warehouse rows inserted, updated or deleted.",
+            "counter",
+            vec![(String::new(), s.rows_changed as f64)],
+        );
+        metric(
+            "cdcctl_load_statements_total",
+            "Warehouse statements run (transaction control not counted).",
+            "counter",
+            vec![(String::new(), s.statements as f64)],
         );
         let mut per_op = Vec::new();
         for (table, c) in &s.tables {
@@ -435,6 +452,7 @@ mod tests {
             text.contains("# TYPE cdcctl_load_events_total counter\ncdcctl_load_events_total 5\n"),
             "{text}"
         );
+        assert!(text.contains("cdcctl_load_statements_total 2\n"), "{text}");
         assert!(
             text.contains("cdcctl_load_table_events_total{table=\"public.we\\\"ird\",op=\"u\"} 5"),
             "{text}"

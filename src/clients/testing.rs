@@ -51,10 +51,7 @@ pub async fn server<B: Into<String> + Send + 'static>(
             let mut buf = vec![0u8; 1 << 20];
             let mut len = 0;
             // Read the head, then as much body as Content-Length says.
-            loop {
-                let Ok(n) = sock.read(&mut buf[len..]).await else {
-                    break;
-                };
+            while let Ok(n) = sock.read(&mut buf[len..]).await {
                 len += n;
                 let text = String::from_utf8_lossy(&buf[..len]).to_string();
                 if let Some(head_end) = text.find("\r\n\r\n") {

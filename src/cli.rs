@@ -811,6 +811,18 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s")]
     pub commit_interval: String,
 
+    /// Dead-letter topic for messages that cannot be loaded [default: `<prefix>.dlq`]
+    ///
+    /// Such a message (invalid JSON, unknown op, a value that does not fit its schema) is
+    /// produced there unchanged, with headers saying why and where it came from; its offset is
+    /// committed once the dead-letter topic has it, and loading goes on. `replay-dlq` reads it.
+    #[arg(long, value_name = "TOPIC", conflicts_with = "no_dlq")]
+    pub dlq_topic: Option<String>,
+
+    /// Stop at the first message that cannot be loaded instead (exit 1, nothing committed past it)
+    #[arg(long)]
+    pub no_dlq: bool,
+
     /// Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)
     #[arg(long)]
     pub until_caught_up: bool,

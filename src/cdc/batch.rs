@@ -262,6 +262,8 @@ pub struct BatchStats {
     pub without_row_skipped: u64,
     /// Events discarded because a truncate of their table came after them.
     pub discarded_by_truncate: u64,
+    /// Messages sent to the dead-letter queue instead ([`Batch::skip`]).
+    pub dead_lettered: u64,
     /// Earliest `source.ts_ms` among the change events pushed (messages included).
     pub source_ts_ms_min: Option<i64>,
     /// Latest `source.ts_ms` among the change events pushed (messages included).
@@ -395,6 +397,13 @@ impl Batch {
     /// The counters so far (`rows_out` is set by [`Batch::finish`]).
     pub fn stats(&self) -> &BatchStats {
         &self.stats
+    }
+
+    /// Notes a message that is not part of the batch (it went to the dead-letter queue): its
+    /// offset is committed with the batch.
+    pub fn skip(&mut self, kafka: &KafkaPosition) {
+        self.stats.observe_message(kafka);
+        self.stats.dead_lettered += 1;
     }
 
     /// Adds one decoded message; tombstones are skipped (counted, offset noted).

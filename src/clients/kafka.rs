@@ -166,6 +166,74 @@ impl Kafka {
         })
     }
 
+    /// A producer that waits for every message to be acknowledged by all in-sync replicas
+    /// (the dead-letter queue of `load`; `replay-dlq`).
+    pub fn producer(&self) -> Result<Producer> {
+        self.check_reachable()?;
+        let defaults = [
+            ("acks", "all".to_string()),
+            ("enable.idempotence", "true".into()),
+            ("linger.ms", "5".into()),
+            // A dead letter can be as large as the message it keeps.
+            ("message.max.bytes", (16 * 1024 * 1024).to_string()),
+        ];
+        let inner = self
+            .client_config_with(&defaults)
+            .create_with_context(DeliveryContext::default())
+            .context("cannot create a Kafka producer (check `kafka.properties`)")?;
+        Ok(Producer {
+            inner,
+            brokers: self.brokers.clone(),
+        })
+    }
+
+    /// Creates `topic` with `partitions` partitions and the given topic configs unless it
+    /// exists; returns whether it was created. Blocks (drives the admin request on `runtime`).
+    pub fn ensure_topic(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        topic: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> Result<bool> {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        self.check_reachable()?;
+        let admin: AdminClient<QuietContext> = self
+            .client_config_with(&[])
+            .create_with_context(QuietContext)
+            .context("cannot create a Kafka admin client (check `kafka.properties`)")?;
+        // All topics: asking for one by name may make the broker auto-create it.
+        let exists = admin
+            .inner()
+            .fetch_metadata(None, METADATA_TIMEOUT)
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            })
+            .unwrap_or(false);
+        if exists {
+            return Ok(false);
+        }
+        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+        for (key, value) in configs {
+            new = new.set(key, value);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+        let results = runtime
+            .block_on(admin.create_topics([&new], &options))
+            .with_context(|| format!("cannot create topic `{topic}` on {}", self.brokers))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    anyhow::bail!("cannot create topic `{name}` on {}: {code}", self.brokers)
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Fails at once when no bootstrap server accepts a TCP connection: librdkafka would retry
     /// until the metadata timeout (10 s) before saying the same.
     fn check_reachable(&self) -> Result<()> {
@@ -528,4 +596,123 @@ fn is_transport_code(code: RDKafkaErrorCode) -> bool {
         code,
         RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure
     )
+}
+
+/// A message to produce.
+#[derive(Debug, Clone, Copy)]
+pub struct OutMessage<'a> {
+    /// The key, if any.
+    pub key: Option<&'a [u8]>,
+    /// The value; `None` is a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// Headers, in order (a header may repeat; `None` is a null header value).
+    pub headers: &'a [(String, Option<Vec<u8>>)],
+}
+
+/// Counts failed deliveries; librdkafka reports each delivery here.
+#[derive(Default)]
+pub struct DeliveryContext {
+    failed: Mutex<Vec<String>>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(?level, fac, "librdkafka: {log_message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!("librdkafka: {error}: {reason}");
+    }
+}
+
+impl rdkafka::producer::ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result
+            && let Ok(mut failed) = self.failed.lock()
+        {
+            failed.push(error.to_string());
+        }
+    }
+}
+
+/// A producer whose sends are confirmed ([`Kafka::producer`]).
+pub struct Producer {
+    inner: rdkafka::producer::BaseProducer<DeliveryContext>,
+    brokers: String,
+}
+
+impl Producer {
+    /// Produces `messages` to `topic` (partitioned by key) and returns once every one is
+    /// acknowledged; fails if any is not, or not within `timeout`.
+    pub fn send_all(
+        &self,
+        topic: &str,
+        messages: &[OutMessage<'_>],
+        timeout: Duration,
+    ) -> Result<()> {
+        use rdkafka::message::{Header, OwnedHeaders};
+        use rdkafka::producer::{BaseRecord, Producer as _};
+
+        if messages.is_empty() {
+            return Ok(());
+        }
+        if let Ok(mut failed) = self.inner.context().failed.lock() {
+            failed.clear();
+        }
+        for message in messages {
+            let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
+            for (key, value) in message.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: value.as_deref(),
+                });
+            }
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+            if let Some(key) = message.key {
+                record = record.key(key);
+            }
+            if let Some(value) = message.value {
+                record = record.payload(value);
+            }
+            let mut record = record;
+            loop {
+                match self.inner.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        self.inner.poll(Duration::from_millis(100));
+                    }
+                    Err((e, _)) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("cannot produce to `{topic}` on {}", self.brokers)));
+                    }
+                }
+            }
+        }
+        self.inner.flush(timeout).map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "`{topic}` on {} did not acknowledge {} message(s) within {} s",
+                self.brokers,
+                messages.len(),
+                timeout.as_secs()
+            ))
+        })?;
+        let failed = self
+            .inner
+            .context()
+            .failed
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default();
+        if let Some(first) = failed.first() {
+            anyhow::bail!(
+                "{} of {} message(s) to `{topic}` were not delivered: {first}",
+                failed.len(),
+                messages.len()
+            );
+        }
+        Ok(())
+    }
 }

@@ -597,12 +597,12 @@ async fn table_map_and_target_schema_name_the_duckdb_tables() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_undecodable_message_stops_after_loading_and_committing_what_came_before() {
+async fn with_no_dlq_an_undecodable_message_stops_after_loading_what_came_before() {
     let ctx = TestContext::new("load_undecodable").await;
     let topic = format!("{}.public.users", ctx.topic_prefix);
     produce_users_fixture(&ctx, &topic, 1, &[("{}", "{ not json")]).await;
     for _ in 0..2 {
-        let (code, _, stderr) = load(&ctx, &["--topic", &topic, "--until-caught-up"]);
+        let (code, _, stderr) = load(&ctx, &["--topic", &topic, "--until-caught-up", "--no-dlq"]);
         assert_eq!(code, EXIT_FAILED, "{stderr}");
         assert!(
             stderr.contains(&format!("{topic}/0@1 cannot be decoded")),

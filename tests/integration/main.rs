@@ -8,6 +8,7 @@ mod broker;
 mod cli;
 mod config;
 mod create_connector;
+mod dlq;
 mod generate_data;
 mod generated;
 mod harness;

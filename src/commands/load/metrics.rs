@@ -26,6 +26,7 @@ pub struct Metrics {
     batches: u64,
     rows_changed: u64,
     statements: u64,
+    dead_letters: u64,
     tables: BTreeMap<String, OpCounts>,
     batch_ms: Histogram<u64>,
     kafka_to_commit_ms: Histogram<u64>,
@@ -85,12 +86,18 @@ impl Metrics {
             batches: 0,
             rows_changed: 0,
             statements: 0,
+            dead_letters: 0,
             tables: BTreeMap::new(),
             batch_ms: histogram(),
             kafka_to_commit_ms: histogram(),
             source_to_commit_ms: histogram(),
             last_batch: None,
         }))
+    }
+
+    /// Records messages sent to the dead-letter queue.
+    pub fn record_dead_letters(&mut self, n: u64) {
+        self.dead_letters += n;
     }
 
     /// Records a committed batch.
@@ -188,6 +195,7 @@ impl Metrics {
             batches: self.batches,
             rows_changed: self.rows_changed,
             statements: self.statements,
+            dead_letters: self.dead_letters,
             elapsed_s: (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             batch_ms: Percentiles::of(&self.batch_ms),
             latency_ms: Latencies {
@@ -226,6 +234,12 @@ impl Metrics {
             "Warehouse rows inserted, updated or deleted.",
             "counter",
             vec![(String::new(), s.rows_changed as f64)],
+        );
+        metric(
+            "cdcctl_load_dead_letters_total",
+            "Messages sent to the dead-letter queue.",
+            "counter",
+            vec![(String::new(), s.dead_letters as f64)],
         );
         metric(
             "cdcctl_load_statements_total",
@@ -287,6 +301,8 @@ pub struct Snapshot {
     rows_changed: u64,
     /// Warehouse statements run (transaction control not counted).
     statements: u64,
+    /// Messages sent to the dead-letter queue.
+    dead_letters: u64,
     elapsed_s: f64,
     batch_ms: Percentiles,
     latency_ms: Latencies,

@@ -77,6 +77,10 @@ pub(crate) struct Plan {
     flush_interval: Duration,
     until_caught_up: bool,
     sink: SinkChoice,
+    /// The dead-letter topic; `None` with `--no-dlq`.
+    dlq_topic: Option<String>,
+    /// The runtime the blocking loader drives async clients on (Snowflake, Kafka admin).
+    runtime: tokio::runtime::Handle,
     table_options: TableOptions,
     targets: Targets,
     metrics_file: Option<PathBuf>,
@@ -88,12 +92,7 @@ pub(crate) struct Plan {
 impl Plan {
     fn from_args(args: &LoadArgs, config: &Config) -> Result<Plan, CliError> {
         let sink = match config.load.sink.as_str() {
-            "snowflake" => SinkChoice::Snowflake {
-                runtime: tokio::runtime::Handle::try_current().map_err(|_| CliError::Usage {
-                    message: "the Snowflake sink needs the async runtime".into(),
-                    hint: None,
-                })?,
-            },
+            "snowflake" => SinkChoice::Snowflake,
             _ => SinkChoice::DuckDb {
                 path: config.duckdb.path.clone(),
                 memory_limit: args.memory_limit.clone(),
@@ -117,6 +116,15 @@ impl Plan {
             flush_interval: config.load.flush_interval.max(Duration::from_millis(1)),
             until_caught_up: args.until_caught_up,
             sink,
+            runtime: tokio::runtime::Handle::try_current().map_err(|_| CliError::Usage {
+                message: "the loader needs the async runtime".into(),
+                hint: None,
+            })?,
+            dlq_topic: (!args.no_dlq).then(|| {
+                args.dlq_topic
+                    .clone()
+                    .unwrap_or_else(|| crate::cdc::dlq::default_topic(&config.kafka.topic_prefix))
+            }),
             table_options: TableOptions {
                 soft_delete: args.soft_delete,
                 primary_key: args.primary_key,
@@ -135,8 +143,8 @@ impl Plan {
 pub(crate) enum SinkChoice {
     /// A DuckDB file, with DuckDB's memory limit.
     DuckDb { path: PathBuf, memory_limit: String },
-    /// Snowflake (`config.snowflake`), driven on this tokio runtime.
-    Snowflake { runtime: tokio::runtime::Handle },
+    /// Snowflake (`config.snowflake`).
+    Snowflake,
 }
 
 /// Source table → target table: `--table-map` first, then `--target-schema` (or the source

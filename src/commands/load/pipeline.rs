@@ -19,20 +19,24 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rdkafka::Message;
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::{BorrowedMessage, Headers as _};
 
 use super::metrics::{self, Committed, Metrics, Shared};
 use super::{Plan, SinkChoice, Summary, TargetRows, Targets};
 use crate::cdc::batch::{Batch, Compacted, TableId};
-use crate::cdc::event::{Decoded, Decoder, MessageRef, Op};
+use crate::cdc::dlq::{self, DeadLetter};
+use crate::cdc::event::{Decoded, Decoder, KafkaPosition, MessageRef, Op};
 use crate::cdc::topics::table_of_topic;
 use crate::clients::duckdb::DuckDb;
-use crate::clients::kafka::{Kafka, Reader, StartAt};
+use crate::clients::kafka::{Kafka, OutMessage, Producer, Reader, StartAt};
 use crate::clients::snowflake_sink::SnowflakeSink;
 use crate::clients::warehouse::{Sink, TableWrite};
 use crate::config::Config;
 use crate::error::{CliError, Outcome};
 use crate::output::{Output, progress_style};
+
+/// The largest message the dead-letter topic takes (its `max.message.bytes`).
+const DLQ_MAX_BYTES: &str = "16777216";
 
 /// Messages a reader takes at once.
 const CHUNK_MESSAGES: usize = 1024;
@@ -50,17 +54,22 @@ enum Item {
     Undecodable(Undecodable),
 }
 
-/// A message the decoder rejected: where it is and why.
+/// A message the decoder rejected: where it is, why, and (for the dead-letter queue) its key,
+/// value and headers as read.
 struct Undecodable {
-    topic: String,
-    partition: i32,
-    offset: i64,
+    kafka: KafkaPosition,
+    class: &'static str,
     reason: String,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: dlq::Headers,
 }
 
 /// A compacted batch on its way to the sink, with what the metrics need.
 struct Job {
     compacted: Compacted,
+    /// Messages of the batch that go to the dead-letter queue.
+    poison: Vec<Undecodable>,
     kafka_ts_ms: Vec<i64>,
     source_ts_ms: Vec<i64>,
     handed_over: Instant,
@@ -70,6 +79,7 @@ struct Job {
 #[derive(Default)]
 struct Assembling {
     batch: Batch,
+    poison: Vec<Undecodable>,
     kafka_ts_ms: Vec<i64>,
     source_ts_ms: Vec<i64>,
     started: Option<Instant>,
@@ -87,6 +97,13 @@ impl Assembling {
         self.batch.push(decoded);
     }
 
+    /// A message for the dead-letter queue: its offset is committed with the batch.
+    fn push_poison(&mut self, bad: Undecodable) {
+        self.started.get_or_insert_with(Instant::now);
+        self.batch.skip(&bad.kafka);
+        self.poison.push(bad);
+    }
+
     fn events(&self) -> u64 {
         self.batch.stats().events_in
     }
@@ -101,6 +118,7 @@ impl Assembling {
         );
         Job {
             compacted,
+            poison: self.poison,
             kafka_ts_ms: self.kafka_ts_ms,
             source_ts_ms: self.source_ts_ms,
             handed_over: Instant::now(),
@@ -123,6 +141,8 @@ pub(super) fn load(
         flush_interval,
         until_caught_up,
         sink,
+        dlq_topic,
+        runtime,
         table_options,
         mut targets,
         metrics_file,
@@ -135,10 +155,10 @@ pub(super) fn load(
         SinkChoice::DuckDb { path, memory_limit } => {
             Box::new(DuckDb::open(&path, table_options, Some(&memory_limit))?)
         }
-        SinkChoice::Snowflake { runtime } => Box::new(SnowflakeSink::open(
+        SinkChoice::Snowflake => Box::new(SnowflakeSink::open(
             &config.snowflake,
             table_options,
-            runtime,
+            runtime.clone(),
         )?),
     };
     let shared = Metrics::new();
@@ -146,7 +166,21 @@ pub(super) fn load(
         let bound = metrics::serve(shared.clone(), addr)?;
         tracing::info!("serving Prometheus metrics on http://{bound}/metrics");
     }
-    let session = Kafka::new(&config.kafka).open_group(&group)?;
+    let kafka = Kafka::new(&config.kafka);
+    let dead_letters = match &dlq_topic {
+        Some(topic) => {
+            // Made up front, for messages as large as any it may have to keep.
+            if kafka.ensure_topic(&runtime, topic, 1, &[("max.message.bytes", DLQ_MAX_BYTES)])? {
+                tracing::info!("created the dead-letter topic `{topic}`");
+            }
+            Some(DeadLetters {
+                producer: kafka.producer()?,
+                topic: topic.clone(),
+            })
+        }
+        None => None,
+    };
+    let session = kafka.open_group(&group)?;
     let all = session.topics()?;
     let topics = selection.resolve(&config.kafka.topic_prefix, &all)?;
     // Targets of the table topics now: a collision of two sources fails before any loading.
@@ -210,14 +244,21 @@ pub(super) fn load(
 
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(0);
         let sink = {
-            let (reader, shared, bar, db, targets) =
-                (&reader, &shared, &bar, db.as_mut(), &mut targets);
+            let (reader, shared, bar, db, targets, dead_letters) = (
+                &reader,
+                &shared,
+                &bar,
+                db.as_mut(),
+                &mut targets,
+                dead_letters.as_ref(),
+            );
             let thread = std::thread::Builder::new().name("load-sink".into());
             thread.spawn_scoped(scope, move || {
                 let result = apply_jobs(
                     job_rx,
                     db,
                     targets,
+                    dead_letters,
                     reader,
                     shared,
                     bar,
@@ -247,7 +288,14 @@ pub(super) fn load(
             })?;
         }
 
-        let assembled = assemble(chunk_rx, &job_tx, batch_size, flush_interval, stop);
+        let assembled = assemble(
+            chunk_rx,
+            &job_tx,
+            batch_size,
+            flush_interval,
+            dlq_topic.is_some(),
+            stop,
+        );
         drop(job_tx);
         let applied = sink
             .join()
@@ -357,12 +405,27 @@ fn decode(decoder: &mut Decoder, message: &BorrowedMessage<'_>) -> Item {
             Item::Decoded(Decoded::Change(event))
         }
         Ok(other) => Item::Decoded(other),
-        Err(e) => Item::Undecodable(Undecodable {
-            topic: raw.topic.to_owned(),
-            partition: raw.partition,
-            offset: raw.offset,
-            reason: e.to_string(),
-        }),
+        Err(e) => {
+            let headers = message.headers().map_or_else(Vec::new, |headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            });
+            Item::Undecodable(Undecodable {
+                kafka: KafkaPosition {
+                    topic: raw.topic.into(),
+                    partition: raw.partition,
+                    offset: raw.offset,
+                    timestamp_ms: raw.timestamp_ms,
+                },
+                class: e.kind().as_str(),
+                reason: e.to_string(),
+                key: raw.key.map(<[u8]>::to_vec),
+                value: raw.value.map(<[u8]>::to_vec),
+                headers,
+            })
+        }
     }
 }
 
@@ -373,6 +436,7 @@ fn assemble(
     jobs: &mpsc::SyncSender<Job>,
     batch_size: u64,
     flush_interval: Duration,
+    dead_letters: bool,
     stop: &AtomicBool,
 ) -> Result<()> {
     let mut waiting: BTreeMap<u64, Chunk> = BTreeMap::new();
@@ -408,6 +472,12 @@ fn assemble(
                             return Ok(());
                         }
                     }
+                    Item::Undecodable(bad) if dead_letters => {
+                        current.push_poison(bad);
+                        if current.events() >= batch_size && !hand_over(&mut current) {
+                            return Ok(());
+                        }
+                    }
                     Item::Undecodable(bad) => {
                         stop.store(true, Ordering::Relaxed);
                         hand_over(&mut current);
@@ -436,14 +506,89 @@ fn undecodable(bad: &Undecodable) -> anyhow::Error {
         message: format!(
             "the message at {}/{}@{} cannot be decoded: {}; the events before it are loaded and \
              committed, it and the rest are not",
-            bad.topic, bad.partition, bad.offset, bad.reason
+            bad.kafka.topic, bad.kafka.partition, bad.kafka.offset, bad.reason
         ),
         hint: Some(format!(
-            "inspect it with `cdcctl tail --topic {} --from offset:{} --count 1 --format raw`",
-            bad.topic, bad.offset
+            "inspect it with `cdcctl tail --topic {} --from offset:{} --count 1 --format raw`; \
+             without --no-dlq it goes to the dead-letter topic and loading goes on",
+            bad.kafka.topic, bad.kafka.offset
         )),
     }
     .into()
+}
+
+/// The dead-letter queue of the loader.
+struct DeadLetters {
+    producer: Producer,
+    topic: String,
+}
+
+impl DeadLetters {
+    /// Produces a batch's poison messages and waits for the broker to have them all: only then
+    /// may the batch's offsets, theirs included, be committed.
+    fn send(&self, poison: &[Undecodable], out: &Output) -> Result<()> {
+        if poison.is_empty() {
+            return Ok(());
+        }
+        let failed_at = chrono::Utc::now();
+        let headers: Vec<dlq::Headers> = poison
+            .iter()
+            .map(|bad| {
+                DeadLetter {
+                    class: bad.class.to_string(),
+                    message: bad.reason.clone(),
+                    topic: bad.kafka.topic.to_string(),
+                    partition: bad.kafka.partition,
+                    offset: bad.kafka.offset,
+                    table: table_of_topic_any(&bad.kafka.topic),
+                    failed_at,
+                    attempts: 1,
+                }
+                .headers(&bad.headers)
+            })
+            .collect();
+        let messages: Vec<OutMessage<'_>> = poison
+            .iter()
+            .zip(&headers)
+            .map(|(bad, headers)| OutMessage {
+                key: bad.key.as_deref(),
+                value: bad.value.as_deref(),
+                headers,
+            })
+            .collect();
+        self.producer
+            .send_all(&self.topic, &messages, Duration::from_secs(60))
+            .with_context(|| {
+                format!(
+                    "cannot write {} message(s) to the dead-letter topic `{}`; the batch is in the \
+                     warehouse but its offsets are not committed (a restart replays it, changing \
+                     nothing)",
+                    poison.len(),
+                    self.topic
+                )
+            })?;
+        let first = &poison[0];
+        out.warn(&format!(
+            "{} message(s) could not be loaded and went to `{}` (first: {}/{}@{}: {}); \
+             `cdcctl replay-dlq list` shows them",
+            poison.len(),
+            self.topic,
+            first.kafka.topic,
+            first.kafka.partition,
+            first.kafka.offset,
+            first.reason
+        ));
+        Ok(())
+    }
+}
+
+/// `schema.table` of a table topic, whatever its prefix (`<prefix>.<schema>.<table>`).
+fn table_of_topic_any(topic: &str) -> Option<String> {
+    let mut parts = topic.rsplitn(3, '.');
+    let table = parts.next()?;
+    let schema = parts.next()?;
+    parts.next()?;
+    Some(format!("{schema}.{table}"))
 }
 
 /// Offsets of applied batches not yet committed: (topic, partition) → next offset to read.
@@ -477,6 +622,7 @@ fn apply_jobs(
     jobs: mpsc::Receiver<Job>,
     db: &mut dyn Sink,
     targets: &mut Targets,
+    dead_letters: Option<&DeadLetters>,
     reader: &Reader,
     shared: &Shared,
     bar: &indicatif::ProgressBar,
@@ -489,6 +635,10 @@ fn apply_jobs(
         let mut reported_dropped = std::collections::HashSet::new();
         for job in jobs {
             apply_job(&job, db, targets, shared, out, &mut reported_dropped)?;
+            if let Some(dead_letters) = dead_letters {
+                dead_letters.send(&job.poison, out)?;
+            }
+            metrics::lock(shared).record_dead_letters(job.poison.len() as u64);
             uncommitted.add(&job.compacted.stats);
             if last_commit.elapsed() >= commit_interval {
                 uncommitted.commit(reader)?;

@@ -1,0 +1,199 @@
+//! The dead-letter queue of `load` against the real broker: malformed messages mixed into a
+//! valid stream all land in the DLQ, unchanged and with the documented headers, while the valid
+//! stream is loaded; a second run neither loads nor dead-letters anything twice.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cdcctl::cdc::dlq::{self, DeadLetter};
+use rdkafka::Message;
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::load::load;
+use crate::support::{TestContext, repo_root};
+
+/// (key, value) of the users fixture: a consistent stream that leaves only id 1.
+fn fixture() -> Vec<(String, Option<String>)> {
+    let text = std::fs::read_to_string(
+        repo_root().join("tests/fixtures/debezium/schemas-true/cdc.public.users.jsonl"),
+    )
+    .unwrap();
+    text.lines()
+        .take(11)
+        .map(|l| {
+            let m: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                m["key"].as_str().unwrap().to_string(),
+                m["payload"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// Malformed message number `i` and the error class it must get.
+fn malformed(i: usize, good: &str) -> (Vec<u8>, &'static str) {
+    let mut event: serde_json::Value = serde_json::from_str(good).unwrap();
+    match i % 5 {
+        0 => (format!("{{ not json {i}").into_bytes(), "invalid_json"),
+        1 => (good.as_bytes()[..good.len() / 2].to_vec(), "invalid_json"),
+        2 => {
+            event["payload"]["op"] = "x".into();
+            (event.to_string().into_bytes(), "unknown_op")
+        }
+        3 => {
+            event["payload"]["after"]["id"] = format!("id-{i}").into();
+            (event.to_string().into_bytes(), "type_mismatch")
+        }
+        _ => {
+            event["payload"]["after"]["created_at"] = serde_json::json!({"not": "a time"});
+            (event.to_string().into_bytes(), "type_mismatch")
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_messages_go_to_the_dlq_and_the_valid_stream_loads() {
+    let ctx = TestContext::new("dlq_faults").await;
+    let topic = format!("{}.public.users", ctx.topic_prefix);
+    let dlq_topic = dlq::default_topic(&ctx.topic_prefix);
+    let good = fixture();
+    let template = good[8].1.clone().unwrap();
+    const BAD: usize = 10_000;
+
+    // A topic that takes a 5 MB message (the broker's default is 1 MB).
+    let kafka = cdcctl::clients::kafka::Kafka::new(&ctx.stack.config.kafka);
+    let created = {
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Handle::current();
+            kafka.ensure_topic(&runtime, &topic, 1, &[("max.message.bytes", "16777216")])
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    assert!(created);
+
+    // The valid stream with the malformed messages in its middle, and one 5 MB value.
+    let mut messages: Vec<(Vec<u8>, Option<Vec<u8>>, Option<&'static str>)> = Vec::new();
+    for (i, (key, value)) in good.iter().enumerate() {
+        if i == 5 {
+            for b in 0..BAD - 1 {
+                let (value, class) = malformed(b, &template);
+                messages.push((
+                    format!("{{\"bad\":{b}}}").into_bytes(),
+                    Some(value),
+                    Some(class),
+                ));
+            }
+            let huge = vec![b'x'; 5 * 1024 * 1024];
+            messages.push((b"{\"huge\":1}".to_vec(), Some(huge), Some("invalid_json")));
+        }
+        messages.push((
+            key.clone().into_bytes(),
+            value.clone().map(String::into_bytes),
+            None,
+        ));
+    }
+    let producer: FutureProducer = ctx
+        .kafka_config()
+        .set("message.max.bytes", "16777216")
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let sends: Vec<_> = messages
+        .iter()
+        .map(|(key, value, _)| {
+            let mut record = FutureRecord::<[u8], [u8]>::to(&topic).key(key);
+            if let Some(value) = value {
+                record = record.payload(value);
+            }
+            let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: "trace-id",
+                value: Some(key.as_slice()),
+            });
+            producer.send(record.headers(headers), Duration::from_secs(30))
+        })
+        .collect();
+    for result in futures_util::future::join_all(sends).await {
+        result.map_err(|(e, _)| e).unwrap();
+    }
+
+    for run in 0..2 {
+        let (code, stdout, stderr) = load(
+            &ctx,
+            &["--topic", &topic, "--until-caught-up", "-o", "json"],
+        );
+        assert_eq!(code, 0, "run {run}: {stderr}");
+        let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let expected = if run == 0 { BAD } else { 0 };
+        assert_eq!(summary["dead_letters"], expected, "run {run}: {stdout}");
+        if run == 0 {
+            assert!(
+                stderr.contains(&format!("went to `{dlq_topic}`")),
+                "{stderr}"
+            );
+        }
+        let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+        let ids: Vec<i64> = conn
+            .prepare("SELECT id FROM public.users ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, vec![1], "run {run}: the valid stream is loaded");
+    }
+
+    // Every malformed message is in the DLQ once, unchanged, with its headers.
+    let by_key: BTreeMap<Vec<u8>, (Vec<u8>, &'static str, i64)> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(offset, (key, value, class))| {
+            class.map(|c| (key.clone(), (value.clone().unwrap(), c, offset as i64)))
+        })
+        .collect();
+    let reader = ctx.topic_reader(&dlq_topic);
+    let mut seen = 0;
+    let mut classes: BTreeMap<String, usize> = BTreeMap::new();
+    while seen < BAD {
+        let message = reader
+            .poll(Duration::from_secs(10))
+            .expect("the DLQ holds every malformed message")
+            .unwrap();
+        seen += 1;
+        let key = message.key().unwrap().to_vec();
+        let (value, class, offset) = by_key.get(&key).expect("a malformed message's key");
+        assert_eq!(
+            message.payload().unwrap(),
+            value.as_slice(),
+            "unchanged value"
+        );
+        let headers: dlq::Headers = message
+            .headers()
+            .unwrap()
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+            .collect();
+        assert_eq!(
+            headers[0],
+            ("trace-id".into(), Some(key.clone())),
+            "original headers first"
+        );
+        let letter = DeadLetter::from_headers(&headers).unwrap();
+        assert_eq!(letter.class, *class, "{}", letter.message);
+        assert_eq!(letter.topic, topic);
+        assert_eq!(letter.partition, 0);
+        assert_eq!(letter.offset, *offset);
+        assert_eq!(letter.table.as_deref(), Some("public.users"));
+        assert_eq!(letter.attempts, 1);
+        assert!(!letter.message.is_empty());
+        *classes.entry(letter.class.clone()).or_default() += 1;
+    }
+    assert!(
+        reader.poll(Duration::from_secs(2)).is_none(),
+        "nothing dead-lettered twice"
+    );
+    assert_eq!(classes.len(), 3, "{classes:?}");
+}

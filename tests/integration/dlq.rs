@@ -13,6 +13,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use crate::load::load;
 use crate::support::{TestContext, repo_root};
 
+/// A produced message: key, value, and the error class when it is malformed.
+type Produced = (Vec<u8>, Option<Vec<u8>>, Option<&'static str>);
+
 /// (key, value) of the users fixture: a consistent stream that leaves only id 1.
 fn fixture() -> Vec<(String, Option<String>)> {
     let text = std::fs::read_to_string(
@@ -76,7 +79,7 @@ async fn malformed_messages_go_to_the_dlq_and_the_valid_stream_loads() {
     assert!(created);
 
     // The valid stream with the malformed messages in its middle, and one 5 MB value.
-    let mut messages: Vec<(Vec<u8>, Option<Vec<u8>>, Option<&'static str>)> = Vec::new();
+    let mut messages: Vec<Produced> = Vec::new();
     for (i, (key, value)) in good.iter().enumerate() {
         if i == 5 {
             for b in 0..BAD - 1 {

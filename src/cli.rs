@@ -135,6 +135,15 @@ pub enum Command {
     /// new source columns are added. `--until-caught-up` exits once the backlog is loaded;
     /// otherwise it runs until Ctrl-C or SIGTERM, then flushes, commits and exits 0.
     Load(LoadArgs),
+    /// Inspect the dead-letter topic of `load` and replay its messages after a fix
+    ///
+    /// `list` (the default) groups the pending dead letters by error class and table; `show`
+    /// prints them with their headers and why they fail; `replay` sends the selected ones that
+    /// now decode back through the loader's apply path into the warehouse (or, with
+    /// `--to-source-topic`, to their original topic) and puts those that still fail back in the
+    /// dead-letter topic, counted. The replay consumer group commits what was handled, so a
+    /// message is replayed once.
+    ReplayDlq(ReplayDlqArgs),
     /// Show every effective setting and where it came from (secrets as ****)
     Config(ConfigArgs),
     /// Print a shell completion script to stdout
@@ -761,6 +770,92 @@ pub struct TailArgs {
     /// Kafka connection flags.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+/// Arguments of `cdcctl replay-dlq`.
+#[derive(Debug, Args)]
+pub struct ReplayDlqArgs {
+    /// What to do [default: list]
+    #[command(subcommand)]
+    pub action: Option<DlqAction>,
+
+    /// The dead-letter topic [default: `<prefix>.dlq`]
+    #[arg(long, value_name = "TOPIC", global = true)]
+    pub dlq_topic: Option<String>,
+
+    /// Consumer group that remembers what was replayed
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "cdcctl-replay-dlq",
+        global = true
+    )]
+    pub group: String,
+
+    /// Include dead letters already replayed (list and show)
+    #[arg(long, global = true)]
+    pub all: bool,
+
+    /// Only dead letters of this source table: `users`, `commerce.products`
+    #[arg(long, value_name = "TABLE", global = true)]
+    pub table: Option<String>,
+
+    /// Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...
+    #[arg(long, value_name = "CLASS", global = true)]
+    pub error_class: Option<String>,
+
+    /// Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)
+    #[arg(long, value_name = "TIME", global = true)]
+    pub since: Option<String>,
+
+    /// Only the dead letter at this offset of the dead-letter topic
+    #[arg(long, value_name = "N", global = true)]
+    pub offset: Option<i64>,
+
+    /// Kafka connection flags.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// DuckDB flags.
+    #[command(flatten)]
+    pub duckdb: DuckdbArgs,
+}
+
+/// What `cdcctl replay-dlq` does.
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Dead letters grouped by error class and table, with counts and first/last failure
+    List,
+    /// Dead letters one by one: where they came from, their headers, why they fail now
+    Show {
+        /// Show at most this many
+        #[arg(long, value_name = "N", default_value = "20")]
+        limit: usize,
+    },
+    /// Replay the selected dead letters that now decode; put the others back, counted
+    Replay {
+        /// Send them to their original topic instead of applying them to the warehouse
+        #[arg(long)]
+        to_source_topic: bool,
+        /// Show what would be replayed and whether it would succeed; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Where the rows go when applied: duckdb or snowflake [default: `load.sink`]
+        #[arg(long, value_name = "SINK")]
+        sink: Option<String>,
+    },
+}
+
+impl ReplayDlqArgs {
+    /// The config-backed flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        let mut v = self.kafka.flag_values();
+        v.extend(self.duckdb.flag_values());
+        if let Some(DlqAction::Replay { sink, .. }) = &self.action {
+            v.extend(flag("load.sink", "--sink", sink));
+        }
+        v
+    }
 }
 
 /// Arguments of `cdcctl load`.

@@ -6,6 +6,7 @@ pub mod config;
 pub mod create_connector;
 pub mod generate_data;
 pub mod load;
+pub mod replay_dlq;
 pub mod setup_source;
 pub mod tail;
 

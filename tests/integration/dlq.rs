@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cdcctl::cdc::dlq::{self, DeadLetter};
+use chrono::Utc;
 use rdkafka::Message;
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -199,4 +200,192 @@ async fn malformed_messages_go_to_the_dlq_and_the_valid_stream_loads() {
         "nothing dead-lettered twice"
     );
     assert_eq!(classes.len(), 3, "{classes:?}");
+}
+
+/// Runs `cdcctl replay-dlq ARGS -o json --yes` and returns its JSON report.
+fn replay_dlq(ctx: &TestContext, args: &[&str]) -> serde_json::Value {
+    let out = ctx
+        .cdcctl()
+        .arg("replay-dlq")
+        .args(args)
+        .args(["-o", "json", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "replay-dlq {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The users fixture's update of id 1 with `name` set and a later LSN.
+fn update_of_id_1(name: &str, lsn_step: i64) -> (String, String) {
+    let (key, value) = fixture()[8].clone();
+    let mut event: serde_json::Value = serde_json::from_str(&value.unwrap()).unwrap();
+    event["payload"]["after"]["name"] = name.into();
+    let lsn = event["payload"]["source"]["lsn"].as_i64().unwrap();
+    event["payload"]["source"]["lsn"] = (lsn + lsn_step).into();
+    (key, event.to_string())
+}
+
+/// Produces `records` (key, value, letter) to the dead-letter topic.
+async fn produce_dead_letters(
+    ctx: &TestContext,
+    topic: &str,
+    records: &[(String, String, DeadLetter)],
+) {
+    let producer: FutureProducer = ctx.kafka_config().create().unwrap();
+    for (key, value, letter) in records {
+        let mut headers = rdkafka::message::OwnedHeaders::new();
+        for (name, value) in letter.headers(&[]) {
+            headers = headers.insert(rdkafka::message::Header {
+                key: &name,
+                value: value.as_deref(),
+            });
+        }
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .key(key)
+                    .payload(value)
+                    .headers(headers),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+}
+
+fn name_of_id_1(ctx: &TestContext) -> String {
+    let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM public.users WHERE id = 1")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(names.len(), 1, "one row for id 1");
+    names[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixed_dead_letter_replays_once_and_a_broken_one_stays_counted() {
+    let ctx = TestContext::new("dlq_replay").await;
+    let topic = format!("{}.public.users", ctx.topic_prefix);
+    let dlq_topic = dlq::default_topic(&ctx.topic_prefix);
+    crate::load::produce_users_fixture(&ctx, &topic, 11, &[]).await;
+    let (code, _, stderr) = load(&ctx, &["--topic", &topic, "--until-caught-up"]);
+    assert_eq!(code, 0, "{stderr}");
+    let loaded = name_of_id_1(&ctx);
+
+    // Two dead letters: one that decodes now (its cause was fixed), one still broken.
+    let letter = |class: &str, offset: i64| DeadLetter {
+        class: class.into(),
+        message: "failed before the fix".into(),
+        topic: topic.clone(),
+        partition: 0,
+        offset,
+        table: Some("public.users".into()),
+        failed_at: Utc::now(),
+        attempts: 1,
+    };
+    let (key, fixed) = update_of_id_1("fixed", 1_000);
+    produce_dead_letters(
+        &ctx,
+        &dlq_topic,
+        &[
+            (key.clone(), fixed, letter("invalid_value", 100)),
+            (
+                key.clone(),
+                "{ still broken".into(),
+                letter("invalid_json", 101),
+            ),
+        ],
+    )
+    .await;
+
+    let listed = replay_dlq(&ctx, &["list"]);
+    assert_eq!(listed["total"], 2, "{listed}");
+    let groups = listed["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{listed}");
+    let now: u64 = groups
+        .iter()
+        .map(|g| g["decode_now"].as_u64().unwrap())
+        .sum();
+    assert_eq!(now, 1, "{listed}");
+    let shown = replay_dlq(&ctx, &["show", "--error-class", "invalid_json"]);
+    assert_eq!(shown["total"], 1, "{shown}");
+    assert!(
+        shown["records"][0]["fails_now"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid_json"),
+        "{shown}"
+    );
+
+    // A dry run changes nothing.
+    let dry = replay_dlq(&ctx, &["replay", "--dry-run"]);
+    assert_eq!(
+        (dry["replayed"].as_u64(), dry["failed_again"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(name_of_id_1(&ctx), loaded);
+    assert_eq!(replay_dlq(&ctx, &["list"])["total"], 2);
+
+    // The replay applies the fixed one and puts the broken one back, counted.
+    let done = replay_dlq(&ctx, &["replay"]);
+    assert_eq!(
+        (done["replayed"].as_u64(), done["failed_again"].as_u64()),
+        (Some(1), Some(1)),
+        "{done}"
+    );
+    assert_eq!(name_of_id_1(&ctx), "fixed");
+    let listed = replay_dlq(&ctx, &["list"]);
+    assert_eq!(
+        listed["total"], 1,
+        "only the broken one is pending: {listed}"
+    );
+    let shown = replay_dlq(&ctx, &["show"]);
+    assert_eq!(shown["records"][0]["attempts"], 2, "{shown}");
+
+    // Replaying again changes nothing and duplicates nothing.
+    let again = replay_dlq(&ctx, &["replay"]);
+    assert_eq!(
+        (again["replayed"].as_u64(), again["failed_again"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(name_of_id_1(&ctx), "fixed");
+    assert_eq!(replay_dlq(&ctx, &["list"])["total"], 1);
+    assert_eq!(
+        replay_dlq(&ctx, &["list", "--all"])["total"],
+        4,
+        "2 letters + 2 re-queued"
+    );
+
+    // --to-source-topic sends it back to the loader's topic instead.
+    let (key, via_topic) = update_of_id_1("via the topic", 2_000);
+    produce_dead_letters(
+        &ctx,
+        &dlq_topic,
+        &[(key, via_topic, letter("invalid_value", 102))],
+    )
+    .await;
+    let sent = replay_dlq(
+        &ctx,
+        &[
+            "replay",
+            "--error-class",
+            "invalid_value",
+            "--to-source-topic",
+        ],
+    );
+    assert_eq!(sent["replayed"], 1, "{sent}");
+    assert_eq!(name_of_id_1(&ctx), "fixed", "not applied directly");
+    let (code, _, stderr) = load(&ctx, &["--topic", &topic, "--until-caught-up"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(name_of_id_1(&ctx), "via the topic");
 }

@@ -147,6 +147,25 @@ pub(crate) enum SinkChoice {
     Snowflake,
 }
 
+/// Opens the sink `choice` (logs in to Snowflake, locks the DuckDB file).
+pub(crate) fn open_sink(
+    choice: SinkChoice,
+    config: &Config,
+    opts: TableOptions,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Box<dyn crate::clients::warehouse::Sink>> {
+    Ok(match choice {
+        SinkChoice::DuckDb { path, memory_limit } => Box::new(
+            crate::clients::duckdb::DuckDb::open(&path, opts, Some(&memory_limit))?,
+        ),
+        SinkChoice::Snowflake => Box::new(crate::clients::snowflake_sink::SnowflakeSink::open(
+            &config.snowflake,
+            opts,
+            runtime.clone(),
+        )?),
+    })
+}
+
 /// Source table → target table: `--table-map` first, then `--target-schema` (or the source
 /// table's own schema) with the source table's name.
 #[derive(Debug, Default)]
@@ -158,7 +177,7 @@ pub(crate) struct Targets {
 }
 
 impl Targets {
-    fn parse(schema: Option<&str>, map: &[String]) -> Result<Targets, CliError> {
+    pub(crate) fn parse(schema: Option<&str>, map: &[String]) -> Result<Targets, CliError> {
         let usage = |raw: &str, why: &str| CliError::Usage {
             message: format!("--table-map `{raw}`: {why}"),
             hint: Some(
@@ -196,7 +215,7 @@ impl Targets {
     }
 
     /// The target of a source table; fails when another source table already goes there.
-    fn target(&mut self, table: &TableId) -> Result<TableName, CliError> {
+    pub(crate) fn target(&mut self, table: &TableId) -> Result<TableName, CliError> {
         let source_schema = table.schema.as_deref();
         let mapped = self.map.iter().find(|(schema, name, _)| {
             name == &*table.name && Some(schema.as_str()) == source_schema

@@ -22,14 +22,12 @@ use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Headers as _};
 
 use super::metrics::{self, Committed, Metrics, Shared};
-use super::{Plan, SinkChoice, Summary, TargetRows, Targets};
+use super::{Plan, Summary, TargetRows, Targets};
 use crate::cdc::batch::{Batch, Compacted, TableId};
 use crate::cdc::dlq::{self, DeadLetter};
 use crate::cdc::event::{Decoded, Decoder, KafkaPosition, MessageRef, Op};
 use crate::cdc::topics::table_of_topic;
-use crate::clients::duckdb::DuckDb;
 use crate::clients::kafka::{Kafka, OutMessage, Producer, Reader, StartAt};
-use crate::clients::snowflake_sink::SnowflakeSink;
 use crate::clients::warehouse::{Sink, TableWrite};
 use crate::config::Config;
 use crate::error::{CliError, Outcome};
@@ -151,16 +149,7 @@ pub(super) fn load(
         commit_interval,
     } = plan;
     // The warehouse first: a file locked by another loader fails before anything is read.
-    let mut db: Box<dyn Sink> = match sink {
-        SinkChoice::DuckDb { path, memory_limit } => {
-            Box::new(DuckDb::open(&path, table_options, Some(&memory_limit))?)
-        }
-        SinkChoice::Snowflake => Box::new(SnowflakeSink::open(
-            &config.snowflake,
-            table_options,
-            runtime.clone(),
-        )?),
-    };
+    let mut db = super::open_sink(sink, config, table_options, &runtime)?;
     let shared = Metrics::new();
     if let Some(addr) = &metrics_addr {
         let bound = metrics::serve(shared.clone(), addr)?;

@@ -400,8 +400,7 @@ impl Shown {
         let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         writeln!(
             w,
-            "{}/{}@{}: {} ({} from {}/{}@{}, attempt {}, first failed {})",
-            "dlq",
+            "dlq/{}@{}: {} ({} from {}/{}@{}, attempt {}, first failed {})",
             self.dlq_partition,
             self.dlq_offset,
             self.error_class,

@@ -42,6 +42,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('connector', 'connector', [CompletionResultType]::ParameterValue, 'Apply and manage Debezium connectors on Kafka Connect')
             [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Read CDC topics decoded: one line per change, or JSON, or the raw messages')
             [CompletionResult]::new('load', 'load', [CompletionResultType]::ParameterValue, 'Load CDC topics into the warehouse, keeping each table equal to its source table')
+            [CompletionResult]::new('replay-dlq', 'replay-dlq', [CompletionResultType]::ParameterValue, 'Inspect the dead-letter topic of `load` and replay its messages after a fix')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show every effective setting and where it came from (secrets as ****)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -550,6 +551,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Flush a micro-batch at this many events [default: `load.batch_size`, 20000]')
             [CompletionResult]::new('--flush-interval', '--flush-interval', [CompletionResultType]::ParameterName, 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]')
             [CompletionResult]::new('--commit-interval', '--commit-interval', [CompletionResultType]::ParameterName, 'Commit the offsets of loaded batches this often (`0s`: after every batch)')
+            [CompletionResult]::new('--dlq-topic', '--dlq-topic', [CompletionResultType]::ParameterName, 'Dead-letter topic for messages that cannot be loaded [default: `<prefix>.dlq`]')
             [CompletionResult]::new('--target-schema', '--target-schema', [CompletionResultType]::ParameterName, 'Put every target table in this schema (default: the source table''s schema)')
             [CompletionResult]::new('--table-map', '--table-map', [CompletionResultType]::ParameterName, 'Load a source table into another target: `public.users=app_users`, `commerce.users=shop.customers` (repeatable)')
             [CompletionResult]::new('--memory-limit', '--memory-limit', [CompletionResultType]::ParameterName, 'DuckDB''s memory limit (`SET memory_limit`); it spills to disk beyond it')
@@ -564,6 +566,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file to read instead of the searched ones')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--no-dlq', '--no-dlq', [CompletionResultType]::ParameterName, 'Stop at the first message that cannot be loaded instead (exit 1, nothing committed past it)')
             [CompletionResult]::new('--until-caught-up', '--until-caught-up', [CompletionResultType]::ParameterName, 'Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)')
             [CompletionResult]::new('--soft-delete', '--soft-delete', [CompletionResultType]::ParameterName, 'Keep deleted rows, flagged `_cdc_deleted = true`, instead of removing them')
             [CompletionResult]::new('--primary-key', '--primary-key', [CompletionResultType]::ParameterName, 'Declare a PRIMARY KEY on the key columns of tables it creates (DuckDB; slower MERGE)')
@@ -578,6 +581,137 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cdcctl;replay-dlq' {
+            [CompletionResult]::new('--dlq-topic', '--dlq-topic', [CompletionResultType]::ParameterName, 'The dead-letter topic [default: `<prefix>.dlq`]')
+            [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'Consumer group that remembers what was replayed')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Only dead letters of this source table: `users`, `commerce.products`')
+            [CompletionResult]::new('--error-class', '--error-class', [CompletionResultType]::ParameterName, 'Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)')
+            [CompletionResult]::new('--offset', '--offset', [CompletionResultType]::ParameterName, 'Only the dead letter at this offset of the dead-letter topic')
+            [CompletionResult]::new('--brokers', '--brokers', [CompletionResultType]::ParameterName, 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`')
+            [CompletionResult]::new('--topic-prefix', '--topic-prefix', [CompletionResultType]::ParameterName, 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`')
+            [CompletionResult]::new('--duckdb-path', '--duckdb-path', [CompletionResultType]::ParameterName, 'DuckDB database file')
+            [CompletionResult]::new('--duckdb', '--duckdb', [CompletionResultType]::ParameterName, 'DuckDB database file')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of cdcctl.toml to use (`[profiles.NAME]`)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file to read instead of the searched ones')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Include dead letters already replayed (list and show)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--no-color', '--no-color', [CompletionResultType]::ParameterName, 'Never use colour (also when `NO_COLOR` is set)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Dead letters grouped by error class and table, with counts and first/last failure')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Dead letters one by one: where they came from, their headers, why they fail now')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Replay the selected dead letters that now decode; put the others back, counted')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cdcctl;replay-dlq;list' {
+            [CompletionResult]::new('--dlq-topic', '--dlq-topic', [CompletionResultType]::ParameterName, 'The dead-letter topic [default: `<prefix>.dlq`]')
+            [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'Consumer group that remembers what was replayed')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Only dead letters of this source table: `users`, `commerce.products`')
+            [CompletionResult]::new('--error-class', '--error-class', [CompletionResultType]::ParameterName, 'Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)')
+            [CompletionResult]::new('--offset', '--offset', [CompletionResultType]::ParameterName, 'Only the dead letter at this offset of the dead-letter topic')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of cdcctl.toml to use (`[profiles.NAME]`)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file to read instead of the searched ones')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Include dead letters already replayed (list and show)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--no-color', '--no-color', [CompletionResultType]::ParameterName, 'Never use colour (also when `NO_COLOR` is set)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cdcctl;replay-dlq;show' {
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show at most this many')
+            [CompletionResult]::new('--dlq-topic', '--dlq-topic', [CompletionResultType]::ParameterName, 'The dead-letter topic [default: `<prefix>.dlq`]')
+            [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'Consumer group that remembers what was replayed')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Only dead letters of this source table: `users`, `commerce.products`')
+            [CompletionResult]::new('--error-class', '--error-class', [CompletionResultType]::ParameterName, 'Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)')
+            [CompletionResult]::new('--offset', '--offset', [CompletionResultType]::ParameterName, 'Only the dead letter at this offset of the dead-letter topic')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of cdcctl.toml to use (`[profiles.NAME]`)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file to read instead of the searched ones')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Include dead letters already replayed (list and show)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--no-color', '--no-color', [CompletionResultType]::ParameterName, 'Never use colour (also when `NO_COLOR` is set)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cdcctl;replay-dlq;replay' {
+            [CompletionResult]::new('--sink', '--sink', [CompletionResultType]::ParameterName, 'Where the rows go when applied: duckdb or snowflake [default: `load.sink`]')
+            [CompletionResult]::new('--dlq-topic', '--dlq-topic', [CompletionResultType]::ParameterName, 'The dead-letter topic [default: `<prefix>.dlq`]')
+            [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'Consumer group that remembers what was replayed')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Only dead letters of this source table: `users`, `commerce.products`')
+            [CompletionResult]::new('--error-class', '--error-class', [CompletionResultType]::ParameterName, 'Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)')
+            [CompletionResult]::new('--offset', '--offset', [CompletionResultType]::ParameterName, 'Only the dead letter at this offset of the dead-letter topic')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of cdcctl.toml to use (`[profiles.NAME]`)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file to read instead of the searched ones')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--to-source-topic', '--to-source-topic', [CompletionResultType]::ParameterName, 'Send them to their original topic instead of applying them to the warehouse')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be replayed and whether it would succeed; change nothing')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Include dead letters already replayed (list and show)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--no-color', '--no-color', [CompletionResultType]::ParameterName, 'Never use colour (also when `NO_COLOR` is set)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cdcctl;replay-dlq;help' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Dead letters grouped by error class and table, with counts and first/last failure')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Dead letters one by one: where they came from, their headers, why they fail now')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Replay the selected dead letters that now decode; put the others back, counted')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cdcctl;replay-dlq;help;list' {
+            break
+        }
+        'cdcctl;replay-dlq;help;show' {
+            break
+        }
+        'cdcctl;replay-dlq;help;replay' {
+            break
+        }
+        'cdcctl;replay-dlq;help;help' {
             break
         }
         'cdcctl;config' {
@@ -630,6 +764,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('create-connector', 'create-connector', [CompletionResultType]::ParameterValue, 'Apply and manage Debezium connectors on Kafka Connect')
             [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Read CDC topics decoded: one line per change, or JSON, or the raw messages')
             [CompletionResult]::new('load', 'load', [CompletionResultType]::ParameterValue, 'Load CDC topics into the warehouse, keeping each table equal to its source table')
+            [CompletionResult]::new('replay-dlq', 'replay-dlq', [CompletionResultType]::ParameterValue, 'Inspect the dead-letter topic of `load` and replay its messages after a fix')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show every effective setting and where it came from (secrets as ****)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -672,6 +807,21 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             break
         }
         'cdcctl;help;load' {
+            break
+        }
+        'cdcctl;help;replay-dlq' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Dead letters grouped by error class and table, with counts and first/last failure')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Dead letters one by one: where they came from, their headers, why they fail now')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Replay the selected dead letters that now decode; put the others back, counted')
+            break
+        }
+        'cdcctl;help;replay-dlq;list' {
+            break
+        }
+        'cdcctl;help;replay-dlq;show' {
+            break
+        }
+        'cdcctl;help;replay-dlq;replay' {
             break
         }
         'cdcctl;help;config' {

@@ -37,6 +37,9 @@ _cdcctl() {
             cdcctl,load)
                 cmd="cdcctl__subcmd__load"
                 ;;
+            cdcctl,replay-dlq)
+                cmd="cdcctl__subcmd__replay__subcmd__dlq"
+                ;;
             cdcctl,setup-source)
                 cmd="cdcctl__subcmd__setup__subcmd__source"
                 ;;
@@ -103,6 +106,9 @@ _cdcctl() {
             cdcctl__subcmd__help,load)
                 cmd="cdcctl__subcmd__help__subcmd__load"
                 ;;
+            cdcctl__subcmd__help,replay-dlq)
+                cmd="cdcctl__subcmd__help__subcmd__replay__subcmd__dlq"
+                ;;
             cdcctl__subcmd__help,setup-source)
                 cmd="cdcctl__subcmd__help__subcmd__setup__subcmd__source"
                 ;;
@@ -127,6 +133,39 @@ _cdcctl() {
             cdcctl__subcmd__help__subcmd__create__subcmd__connector,status)
                 cmd="cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__status"
                 ;;
+            cdcctl__subcmd__help__subcmd__replay__subcmd__dlq,list)
+                cmd="cdcctl__subcmd__help__subcmd__replay__subcmd__dlq__subcmd__list"
+                ;;
+            cdcctl__subcmd__help__subcmd__replay__subcmd__dlq,replay)
+                cmd="cdcctl__subcmd__help__subcmd__replay__subcmd__dlq__subcmd__replay"
+                ;;
+            cdcctl__subcmd__help__subcmd__replay__subcmd__dlq,show)
+                cmd="cdcctl__subcmd__help__subcmd__replay__subcmd__dlq__subcmd__show"
+                ;;
+            cdcctl__subcmd__replay__subcmd__dlq,help)
+                cmd="cdcctl__subcmd__replay__subcmd__dlq__subcmd__help"
+                ;;
+            cdcctl__subcmd__replay__subcmd__dlq,list)
+                cmd="cdcctl__subcmd__replay__subcmd__dlq__subcmd__list"
+                ;;
+            cdcctl__subcmd__replay__subcmd__dlq,replay)
+                cmd="cdcctl__subcmd__replay__subcmd__dlq__subcmd__replay"
+                ;;
+            cdcctl__subcmd__replay__subcmd__dlq,show)
+                cmd="cdcctl__subcmd__replay__subcmd__dlq__subcmd__show"
+                ;;
+            cdcctl__subcmd__replay__subcmd__dlq__subcmd__help,help)
+                cmd="cdcctl__subcmd__replay__subcmd__dlq__subcmd__help__subcmd__help"
+                ;;
+            cdcctl__subcmd__replay__subcmd__dlq__subcmd__help,list)
+                cmd="cdcctl__subcmd__replay__subcmd__dlq__subcmd__help__subcmd__list"
+                ;;
+            cdcctl__subcmd__replay__subcmd__dlq__subcmd__help,replay)
+                cmd="cdcctl__subcmd__replay__subcmd__dlq__subcmd__help__subcmd__replay"
+                ;;
+            cdcctl__subcmd__replay__subcmd__dlq__subcmd__help,show)
+                cmd="cdcctl__subcmd__replay__subcmd__dlq__subcmd__help__subcmd__show"
+                ;;
             *)
                 ;;
         esac
@@ -134,7 +173,7 @@ _cdcctl() {
 
     case "${cmd}" in
         cdcctl)
-            opts="-o -v -q -y -h -V --profile --config --output --verbose --quiet --no-color --yes --help --version setup-source generate-data create-connector connector tail load config completions help"
+            opts="-o -v -q -y -h -V --profile --config --output --verbose --quiet --no-color --yes --help --version setup-source generate-data create-connector connector tail load replay-dlq config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -744,7 +783,7 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__help)
-            opts="setup-source generate-data create-connector tail load config completions help"
+            opts="setup-source generate-data create-connector tail load replay-dlq config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -925,6 +964,62 @@ _cdcctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cdcctl__subcmd__help__subcmd__replay__subcmd__dlq)
+            opts="list show replay"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__help__subcmd__replay__subcmd__dlq__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__help__subcmd__replay__subcmd__dlq__subcmd__replay)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__help__subcmd__replay__subcmd__dlq__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cdcctl__subcmd__help__subcmd__setup__subcmd__source)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -954,7 +1049,7 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__load)
-            opts="-o -v -q -y -h -V --topic --pattern --sink --group --from --batch-size --flush-interval --commit-interval --until-caught-up --target-schema --table-map --soft-delete --primary-key --memory-limit --metrics-file --metrics-interval --metrics-addr --brokers --topic-prefix --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            opts="-o -v -q -y -h -V --topic --pattern --sink --group --from --batch-size --flush-interval --commit-interval --dlq-topic --no-dlq --until-caught-up --target-schema --table-map --soft-delete --primary-key --memory-limit --metrics-file --metrics-interval --metrics-addr --brokers --topic-prefix --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -989,6 +1084,10 @@ _cdcctl() {
                     return 0
                     ;;
                 --commit-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dlq-topic)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1029,6 +1128,316 @@ _cdcctl() {
                     return 0
                     ;;
                 --duckdb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__replay__subcmd__dlq)
+            opts="-o -v -q -y -h -V --dlq-topic --group --all --table --error-class --since --offset --brokers --topic-prefix --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version list show replay help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dlq-topic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --table)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --error-class)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --offset)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --brokers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --topic-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duckdb-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duckdb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__replay__subcmd__dlq__subcmd__help)
+            opts="list show replay help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__replay__subcmd__dlq__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__replay__subcmd__dlq__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__replay__subcmd__dlq__subcmd__help__subcmd__replay)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__replay__subcmd__dlq__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__replay__subcmd__dlq__subcmd__list)
+            opts="-o -v -q -y -h -V --dlq-topic --group --all --table --error-class --since --offset --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dlq-topic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --table)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --error-class)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --offset)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__replay__subcmd__dlq__subcmd__replay)
+            opts="-o -v -q -y -h -V --to-source-topic --dry-run --sink --dlq-topic --group --all --table --error-class --since --offset --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sink)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dlq-topic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --table)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --error-class)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --offset)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__replay__subcmd__dlq__subcmd__show)
+            opts="-o -v -q -y -h -V --limit --dlq-topic --group --all --table --error-class --since --offset --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dlq-topic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --table)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --error-class)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --offset)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

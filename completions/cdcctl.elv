@@ -39,6 +39,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand connector 'Apply and manage Debezium connectors on Kafka Connect'
             cand tail 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
             cand load 'Load CDC topics into the warehouse, keeping each table equal to its source table'
+            cand replay-dlq 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
             cand config 'Show every effective setting and where it came from (secrets as ****)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -513,6 +514,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --batch-size 'Flush a micro-batch at this many events [default: `load.batch_size`, 20000]'
             cand --flush-interval 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]'
             cand --commit-interval 'Commit the offsets of loaded batches this often (`0s`: after every batch)'
+            cand --dlq-topic 'Dead-letter topic for messages that cannot be loaded [default: `<prefix>.dlq`]'
             cand --target-schema 'Put every target table in this schema (default: the source table''s schema)'
             cand --table-map 'Load a source table into another target: `public.users=app_users`, `commerce.users=shop.customers` (repeatable)'
             cand --memory-limit 'DuckDB''s memory limit (`SET memory_limit`); it spills to disk beyond it'
@@ -527,6 +529,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --config 'Configuration file to read instead of the searched ones'
             cand -o 'Output format: tables for people, or JSON for scripts'
             cand --output 'Output format: tables for people, or JSON for scripts'
+            cand --no-dlq 'Stop at the first message that cannot be loaded instead (exit 1, nothing committed past it)'
             cand --until-caught-up 'Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)'
             cand --soft-delete 'Keep deleted rows, flagged `_cdc_deleted = true`, instead of removing them'
             cand --primary-key 'Declare a PRIMARY KEY on the key columns of tables it creates (DuckDB; slower MERGE)'
@@ -541,6 +544,128 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
+        }
+        &'cdcctl;replay-dlq'= {
+            cand --dlq-topic 'The dead-letter topic [default: `<prefix>.dlq`]'
+            cand --group 'Consumer group that remembers what was replayed'
+            cand --table 'Only dead letters of this source table: `users`, `commerce.products`'
+            cand --error-class 'Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...'
+            cand --since 'Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)'
+            cand --offset 'Only the dead letter at this offset of the dead-letter topic'
+            cand --brokers 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`'
+            cand --topic-prefix 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`'
+            cand --duckdb-path 'DuckDB database file'
+            cand --duckdb 'DuckDB database file'
+            cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
+            cand --config 'Configuration file to read instead of the searched ones'
+            cand -o 'Output format: tables for people, or JSON for scripts'
+            cand --output 'Output format: tables for people, or JSON for scripts'
+            cand --all 'Include dead letters already replayed (list and show)'
+            cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand -q 'Print only data and errors: no progress, no warnings'
+            cand --quiet 'Print only data and errors: no progress, no warnings'
+            cand --no-color 'Never use colour (also when `NO_COLOR` is set)'
+            cand -y 'Answer yes to every confirmation prompt'
+            cand --yes 'Answer yes to every confirmation prompt'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'Dead letters grouped by error class and table, with counts and first/last failure'
+            cand show 'Dead letters one by one: where they came from, their headers, why they fail now'
+            cand replay 'Replay the selected dead letters that now decode; put the others back, counted'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cdcctl;replay-dlq;list'= {
+            cand --dlq-topic 'The dead-letter topic [default: `<prefix>.dlq`]'
+            cand --group 'Consumer group that remembers what was replayed'
+            cand --table 'Only dead letters of this source table: `users`, `commerce.products`'
+            cand --error-class 'Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...'
+            cand --since 'Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)'
+            cand --offset 'Only the dead letter at this offset of the dead-letter topic'
+            cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
+            cand --config 'Configuration file to read instead of the searched ones'
+            cand -o 'Output format: tables for people, or JSON for scripts'
+            cand --output 'Output format: tables for people, or JSON for scripts'
+            cand --all 'Include dead letters already replayed (list and show)'
+            cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand -q 'Print only data and errors: no progress, no warnings'
+            cand --quiet 'Print only data and errors: no progress, no warnings'
+            cand --no-color 'Never use colour (also when `NO_COLOR` is set)'
+            cand -y 'Answer yes to every confirmation prompt'
+            cand --yes 'Answer yes to every confirmation prompt'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cdcctl;replay-dlq;show'= {
+            cand --limit 'Show at most this many'
+            cand --dlq-topic 'The dead-letter topic [default: `<prefix>.dlq`]'
+            cand --group 'Consumer group that remembers what was replayed'
+            cand --table 'Only dead letters of this source table: `users`, `commerce.products`'
+            cand --error-class 'Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...'
+            cand --since 'Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)'
+            cand --offset 'Only the dead letter at this offset of the dead-letter topic'
+            cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
+            cand --config 'Configuration file to read instead of the searched ones'
+            cand -o 'Output format: tables for people, or JSON for scripts'
+            cand --output 'Output format: tables for people, or JSON for scripts'
+            cand --all 'Include dead letters already replayed (list and show)'
+            cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand -q 'Print only data and errors: no progress, no warnings'
+            cand --quiet 'Print only data and errors: no progress, no warnings'
+            cand --no-color 'Never use colour (also when `NO_COLOR` is set)'
+            cand -y 'Answer yes to every confirmation prompt'
+            cand --yes 'Answer yes to every confirmation prompt'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cdcctl;replay-dlq;replay'= {
+            cand --sink 'Where the rows go when applied: duckdb or snowflake [default: `load.sink`]'
+            cand --dlq-topic 'The dead-letter topic [default: `<prefix>.dlq`]'
+            cand --group 'Consumer group that remembers what was replayed'
+            cand --table 'Only dead letters of this source table: `users`, `commerce.products`'
+            cand --error-class 'Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...'
+            cand --since 'Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)'
+            cand --offset 'Only the dead letter at this offset of the dead-letter topic'
+            cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
+            cand --config 'Configuration file to read instead of the searched ones'
+            cand -o 'Output format: tables for people, or JSON for scripts'
+            cand --output 'Output format: tables for people, or JSON for scripts'
+            cand --to-source-topic 'Send them to their original topic instead of applying them to the warehouse'
+            cand --dry-run 'Show what would be replayed and whether it would succeed; change nothing'
+            cand --all 'Include dead letters already replayed (list and show)'
+            cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand -q 'Print only data and errors: no progress, no warnings'
+            cand --quiet 'Print only data and errors: no progress, no warnings'
+            cand --no-color 'Never use colour (also when `NO_COLOR` is set)'
+            cand -y 'Answer yes to every confirmation prompt'
+            cand --yes 'Answer yes to every confirmation prompt'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cdcctl;replay-dlq;help'= {
+            cand list 'Dead letters grouped by error class and table, with counts and first/last failure'
+            cand show 'Dead letters one by one: where they came from, their headers, why they fail now'
+            cand replay 'Replay the selected dead letters that now decode; put the others back, counted'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cdcctl;replay-dlq;help;list'= {
+        }
+        &'cdcctl;replay-dlq;help;show'= {
+        }
+        &'cdcctl;replay-dlq;help;replay'= {
+        }
+        &'cdcctl;replay-dlq;help;help'= {
         }
         &'cdcctl;config'= {
             cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
@@ -590,6 +715,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand create-connector 'Apply and manage Debezium connectors on Kafka Connect'
             cand tail 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
             cand load 'Load CDC topics into the warehouse, keeping each table equal to its source table'
+            cand replay-dlq 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
             cand config 'Show every effective setting and where it came from (secrets as ****)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -621,6 +747,17 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
         &'cdcctl;help;tail'= {
         }
         &'cdcctl;help;load'= {
+        }
+        &'cdcctl;help;replay-dlq'= {
+            cand list 'Dead letters grouped by error class and table, with counts and first/last failure'
+            cand show 'Dead letters one by one: where they came from, their headers, why they fail now'
+            cand replay 'Replay the selected dead letters that now decode; put the others back, counted'
+        }
+        &'cdcctl;help;replay-dlq;list'= {
+        }
+        &'cdcctl;help;replay-dlq;show'= {
+        }
+        &'cdcctl;help;replay-dlq;replay'= {
         }
         &'cdcctl;help;config'= {
         }

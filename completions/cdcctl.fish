@@ -40,6 +40,7 @@ complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "create-connector" -d 
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "tail" -d 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "load" -d 'Load CDC topics into the warehouse, keeping each table equal to its source table'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "replay-dlq" -d 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -374,6 +375,7 @@ end\t'Only changes produced after the loader starts'"
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l batch-size -d 'Flush a micro-batch at this many events [default: `load.batch_size`, 20000]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l flush-interval -d 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l commit-interval -d 'Commit the offsets of loaded batches this often (`0s`: after every batch)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l dlq-topic -d 'Dead-letter topic for messages that cannot be loaded [default: `<prefix>.dlq`]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l target-schema -d 'Put every target table in this schema (default: the source table\'s schema)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l table-map -d 'Load a source table into another target: `public.users=app_users`, `commerce.users=shop.customers` (repeatable)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l memory-limit -d 'DuckDB\'s memory limit (`SET memory_limit`); it spills to disk beyond it' -r
@@ -387,6 +389,7 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l profile -d 'Profi
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l config -d 'Configuration file to read instead of the searched ones' -r -F
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
 json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l no-dlq -d 'Stop at the first message that cannot be loaded instead (exit 1, nothing committed past it)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l until-caught-up -d 'Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l soft-delete -d 'Keep deleted rows, flagged `_cdc_deleted = true`, instead of removing them'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l primary-key -d 'Declare a PRIMARY KEY on the key columns of tables it creates (DuckDB; slower MERGE)'
@@ -396,6 +399,89 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l no-color -d 'Neve
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -s y -l yes -d 'Answer yes to every confirmation prompt'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l dlq-topic -d 'The dead-letter topic [default: `<prefix>.dlq`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l group -d 'Consumer group that remembers what was replayed' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l table -d 'Only dead letters of this source table: `users`, `commerce.products`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l error-class -d 'Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l since -d 'Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l offset -d 'Only the dead letter at this offset of the dead-letter topic' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l duckdb-path -l duckdb -d 'DuckDB database file' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l all -d 'Include dead letters already replayed (list and show)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -f -a "list" -d 'Dead letters grouped by error class and table, with counts and first/last failure'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -f -a "show" -d 'Dead letters one by one: where they came from, their headers, why they fail now'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -f -a "replay" -d 'Replay the selected dead letters that now decode; put the others back, counted'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and not __fish_seen_subcommand_from list show replay help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -l dlq-topic -d 'The dead-letter topic [default: `<prefix>.dlq`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -l group -d 'Consumer group that remembers what was replayed' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -l table -d 'Only dead letters of this source table: `users`, `commerce.products`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -l error-class -d 'Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -l since -d 'Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -l offset -d 'Only the dead letter at this offset of the dead-letter topic' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -l all -d 'Include dead letters already replayed (list and show)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -l limit -d 'Show at most this many' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -l dlq-topic -d 'The dead-letter topic [default: `<prefix>.dlq`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -l group -d 'Consumer group that remembers what was replayed' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -l table -d 'Only dead letters of this source table: `users`, `commerce.products`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -l error-class -d 'Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -l since -d 'Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -l offset -d 'Only the dead letter at this offset of the dead-letter topic' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -l all -d 'Include dead letters already replayed (list and show)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l sink -d 'Where the rows go when applied: duckdb or snowflake [default: `load.sink`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l dlq-topic -d 'The dead-letter topic [default: `<prefix>.dlq`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l group -d 'Consumer group that remembers what was replayed' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l table -d 'Only dead letters of this source table: `users`, `commerce.products`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l error-class -d 'Only dead letters of this error class: `invalid_json`, `unknown_op`, `type_mismatch`, ...' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l since -d 'Only dead letters that first failed at or after this time (RFC 3339, or `-2h`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l offset -d 'Only the dead letter at this offset of the dead-letter topic' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l to-source-topic -d 'Send them to their original topic instead of applying them to the warehouse'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l dry-run -d 'Show what would be replayed and whether it would succeed; change nothing'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l all -d 'Include dead letters already replayed (list and show)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from help" -f -a "list" -d 'Dead letters grouped by error class and table, with counts and first/last failure'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from help" -f -a "show" -d 'Dead letters one by one: where they came from, their headers, why they fail now'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from help" -f -a "replay" -d 'Replay the selected dead letters that now decode; put the others back, counted'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
@@ -423,17 +509,21 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -l no-color -
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s y -l yes -d 'Answer yes to every confirmation prompt'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "generate-data" -d 'Fill Postgres with realistic rows and drive a stream of changes'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "create-connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "tail" -d 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "load" -d 'Load CDC topics into the warehouse, keeping each table equal to its source table'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq config completions help" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq config completions help" -f -a "generate-data" -d 'Fill Postgres with realistic rows and drive a stream of changes'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq config completions help" -f -a "create-connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq config completions help" -f -a "tail" -d 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq config completions help" -f -a "load" -d 'Load CDC topics into the warehouse, keeping each table equal to its source table'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq config completions help" -f -a "replay-dlq" -d 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "list" -d 'List the worker\'s connectors: state, tasks, topic prefix, slot and tables'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "status" -d 'Show a connector\'s state and each task\'s; exit 1 unless all are RUNNING'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "restart" -d 'Restart the connector\'s failed tasks (`--all`: the connector and every task)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "pause" -d 'Pause the connector: it stops reading, and its slot retains WAL meanwhile'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "resume" -d 'Resume a paused or stopped connector'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "delete" -d 'Delete the connector; `--drop-slot` also drops its replication slot'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from replay-dlq" -f -a "list" -d 'Dead letters grouped by error class and table, with counts and first/last failure'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from replay-dlq" -f -a "show" -d 'Dead letters one by one: where they came from, their headers, why they fail now'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from replay-dlq" -f -a "replay" -d 'Replay the selected dead letters that now decode; put the others back, counted'

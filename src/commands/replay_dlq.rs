@@ -26,8 +26,7 @@ use crate::cdc::event::{Decoded, Decoder, MessageRef};
 use crate::cdc::schema::TableOptions;
 use crate::cli::{DlqAction, ReplayDlqArgs};
 use crate::clients::kafka::{Kafka, OutMessage, Polled, StartAt};
-use crate::clients::warehouse::TableWrite;
-use crate::commands::load::{SinkChoice, Targets, open_sink};
+use crate::commands::load::{SinkChoice, Targets, apply_compacted, open_sink};
 use crate::config::{Config, parse_duration};
 use crate::error::{CliError, Outcome};
 use crate::output::Output;
@@ -630,20 +629,8 @@ fn apply(records: &[&Record], config: &Config, runtime: &tokio::runtime::Handle)
             batch.push(decoded.clone());
         }
     }
-    let compacted = batch.finish();
     let mut targets = Targets::parse(None, &[])?;
-    let names = compacted
-        .tables
-        .iter()
-        .map(|plan| targets.target(&plan.table))
-        .collect::<Result<Vec<_>, _>>()?;
-    let writes: Vec<TableWrite<'_>> = compacted
-        .tables
-        .iter()
-        .zip(&names)
-        .map(|(plan, target)| TableWrite { target, plan })
-        .collect();
-    let applied = sink.apply(&writes)?;
+    let applied = apply_compacted(sink.as_mut(), &mut targets, &batch.finish())?;
     Ok(applied.rows_changed)
 }
 

@@ -166,6 +166,28 @@ pub(crate) fn open_sink(
     })
 }
 
+/// Applies a compacted batch to the targets of its tables (one [`Sink::apply`]).
+///
+/// [`Sink::apply`]: crate::clients::warehouse::Sink::apply
+pub(crate) fn apply_compacted(
+    db: &mut dyn crate::clients::warehouse::Sink,
+    targets: &mut Targets,
+    compacted: &crate::cdc::batch::Compacted,
+) -> Result<crate::clients::warehouse::Applied> {
+    let names = compacted
+        .tables
+        .iter()
+        .map(|plan| targets.target(&plan.table))
+        .collect::<Result<Vec<_>, _>>()?;
+    let writes: Vec<crate::clients::warehouse::TableWrite<'_>> = compacted
+        .tables
+        .iter()
+        .zip(&names)
+        .map(|(plan, target)| crate::clients::warehouse::TableWrite { target, plan })
+        .collect();
+    db.apply(&writes)
+}
+
 /// Source table → target table: `--table-map` first, then `--target-schema` (or the source
 /// table's own schema) with the source table's name.
 #[derive(Debug, Default)]

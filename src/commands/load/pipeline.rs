@@ -28,7 +28,7 @@ use crate::cdc::dlq::{self, DeadLetter};
 use crate::cdc::event::{Decoded, Decoder, KafkaPosition, MessageRef, Op};
 use crate::cdc::topics::table_of_topic;
 use crate::clients::kafka::{Kafka, OutMessage, Producer, Reader, StartAt};
-use crate::clients::warehouse::{Sink, TableWrite};
+use crate::clients::warehouse::Sink;
 use crate::config::Config;
 use crate::error::{CliError, Outcome};
 use crate::output::{Output, progress_style};
@@ -652,19 +652,8 @@ fn apply_job(
     reported_dropped: &mut std::collections::HashSet<(String, String)>,
 ) -> Result<()> {
     let compacted = &job.compacted;
-    let names = compacted
-        .tables
-        .iter()
-        .map(|plan| targets.target(&plan.table))
-        .collect::<Result<Vec<_>, _>>()?;
-    let writes: Vec<TableWrite<'_>> = compacted
-        .tables
-        .iter()
-        .zip(&names)
-        .map(|(plan, target)| TableWrite { target, plan })
-        .collect();
     let waited = job.handed_over.elapsed();
-    let applied = db.apply(&writes)?;
+    let applied = super::apply_compacted(db, targets, compacted)?;
     let committed_at_ms = chrono::Utc::now().timestamp_millis();
     tracing::debug!(
         waited_ms = waited.as_millis() as u64,

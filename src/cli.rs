@@ -918,6 +918,27 @@ pub struct LoadArgs {
     #[arg(long)]
     pub no_dlq: bool,
 
+    /// First wait before retrying a batch the warehouse could not take (unreachable, timed
+    /// out, throttled); doubled with jitter up to --retry-cap
+    #[arg(long, value_name = "DURATION", default_value = "500ms")]
+    pub retry_base: String,
+
+    /// Longest wait between two retries of a batch
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub retry_cap: String,
+
+    /// Give up (exit 3) when the warehouse has been unavailable this long
+    #[arg(long, value_name = "DURATION", default_value = "15m")]
+    pub retry_max_elapsed: String,
+
+    /// Consecutive failures that open the warehouse circuit breaker (no attempts while open)
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub breaker_threshold: u32,
+
+    /// How long the breaker stays open before one probe attempt
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub breaker_open: String,
+
     /// Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)
     #[arg(long)]
     pub until_caught_up: bool,

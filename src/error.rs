@@ -280,3 +280,11 @@ mod tests {
         assert_eq!(err.exit_code(), EXIT_USAGE);
     }
 }
+
+/// An error and its causes on one line (`a: b: c`), for warnings.
+pub fn one_line(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}

@@ -14,3 +14,4 @@ pub mod demo;
 pub mod docs;
 pub mod error;
 pub mod output;
+pub mod retry;

@@ -562,3 +562,205 @@ async fn snowflake_tables_are_named_mapped_and_gain_new_columns() {
     assert_eq!(ids("\"RAW\".\"USERS\"").await, ["1"]);
     sf.logout().await;
 }
+
+/// A TCP proxy in front of `target` that can be cut: while down it listens on nothing (connections
+/// are refused) and the connections it forwarded are closed.
+struct Proxy {
+    port: u16,
+    target: String,
+    listener: Option<tokio::task::JoinHandle<()>>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(target: &str) -> Proxy {
+        let mut proxy = Proxy {
+            port: free_port(),
+            target: target.to_string(),
+            listener: None,
+            connections: Default::default(),
+        };
+        proxy.up().await;
+        proxy
+    }
+
+    async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let (target, connections) = (self.target.clone(), self.connections.clone());
+        self.listener = Some(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                connections.lock().unwrap().push(task.abort_handle());
+            }
+        }));
+    }
+
+    fn down(&mut self) {
+        if let Some(listener) = self.listener.take() {
+            listener.abort();
+        }
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+}
+
+fn metrics(path: &std::path::Path) -> serde_json::Value {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warehouse_outage_opens_the_breaker_moves_no_offsets_and_recovers() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let ctx = TestContext::new("sf_outage").await;
+    let topic = format!("{}.public.users", ctx.topic_prefix);
+    let fakesnow = url::Url::parse(&ctx.snowflake_config().url).unwrap();
+    let mut proxy = Proxy::start(&format!(
+        "{}:{}",
+        fakesnow.host_str().unwrap(),
+        fakesnow.port().unwrap()
+    ))
+    .await;
+    let fixture = std::fs::read_to_string(
+        crate::support::repo_root()
+            .join("tests/fixtures/debezium/schemas-true/cdc.public.users.jsonl"),
+    )
+    .unwrap();
+    let lines: Vec<serde_json::Value> = fixture
+        .lines()
+        .take(11)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let produce = |range: std::ops::Range<usize>| {
+        let extra: Vec<(String, String)> = lines[range]
+            .iter()
+            .map(|m| {
+                (
+                    m["key"].as_str().unwrap().to_string(),
+                    m["payload"].as_str().map(str::to_owned).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let (ctx, topic) = (&ctx, &topic);
+        async move {
+            let refs: Vec<(&str, &str)> = extra
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            // Tombstones have no value in the fixture: keep only messages with one.
+            let refs: Vec<(&str, &str)> = refs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+            crate::load::produce_users_fixture(ctx, topic, 0, &refs).await;
+        }
+    };
+    produce(0..5).await;
+
+    let metrics_path = ctx.dir.path().join("metrics.json");
+    let loader = ctx
+        .command()
+        .env(
+            "CDCCTL_SNOWFLAKE_URL",
+            format!("http://127.0.0.1:{}", proxy.port),
+        )
+        .args(["load", "--sink", "snowflake", "--topic", &topic])
+        .args(["--flush-interval", "200ms", "--commit-interval", "0s"])
+        .args(["--retry-base", "200ms", "--retry-cap", "1s"])
+        .args(["--breaker-threshold", "2", "--breaker-open", "3s"])
+        .arg("--metrics-file")
+        .arg(&metrics_path)
+        .args(["--metrics-interval", "200ms"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the first batch", 60, || {
+        metrics(&metrics_path)["events"] == 5
+    })
+    .await;
+
+    let group: BaseConsumer = ctx
+        .kafka_config()
+        .set("group.id", &ctx.group)
+        .create()
+        .unwrap();
+    let committed = || {
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition(&topic, 0);
+        let list = group
+            .committed_offsets(list, Duration::from_secs(10))
+            .unwrap();
+        list.elements()[0].offset().to_raw().unwrap_or(-1)
+    };
+    let before = committed();
+    assert_eq!(before, 5);
+
+    // The outage: new changes arrive, the warehouse cannot take them.
+    proxy.down();
+    produce(5..11).await;
+    wait_for("the breaker to open", 90, || {
+        metrics(&metrics_path)["warehouse"]["breaker"] != "closed"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let during = metrics(&metrics_path);
+    assert!(
+        during["warehouse"]["retries"].as_u64().unwrap() >= 2,
+        "{during}"
+    );
+    assert_eq!(
+        committed(),
+        before,
+        "no offsets move while the warehouse is down"
+    );
+
+    // Back: the next probe succeeds, the breaker closes, everything lands.
+    proxy.up().await;
+    wait_for("the loader to recover", 90, || {
+        let m = metrics(&metrics_path);
+        m["warehouse"]["breaker"] == "closed" && m["events"].as_u64() >= Some(9)
+    })
+    .await;
+    // SIGTERM: flush, commit, exit 0.
+    // SAFETY: kill(2) on the PID of the child this test started.
+    unsafe { libc::kill(loader.id() as i32, libc::SIGTERM) };
+    let out = loader.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("the warehouse is unavailable"), "{stderr}");
+    assert!(stderr.contains("available again"), "{stderr}");
+    assert!(committed() > before);
+
+    let sf = ctx.snowflake();
+    let ids = sf
+        .query(
+            "SELECT \"ID\" FROM \"PUBLIC\".\"USERS\" ORDER BY \"ID\"",
+            &[],
+            Retry::Idempotent,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = ids
+        .rows
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(ids, ["1"], "the end state of the stream");
+    sf.logout().await;
+}

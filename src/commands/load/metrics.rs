@@ -27,6 +27,8 @@ pub struct Metrics {
     rows_changed: u64,
     statements: u64,
     dead_letters: u64,
+    retries: u64,
+    breaker: &'static str,
     tables: BTreeMap<String, OpCounts>,
     batch_ms: Histogram<u64>,
     kafka_to_commit_ms: Histogram<u64>,
@@ -87,12 +89,24 @@ impl Metrics {
             rows_changed: 0,
             statements: 0,
             dead_letters: 0,
+            retries: 0,
+            breaker: "closed",
             tables: BTreeMap::new(),
             batch_ms: histogram(),
             kafka_to_commit_ms: histogram(),
             source_to_commit_ms: histogram(),
             last_batch: None,
         }))
+    }
+
+    /// Records a failed attempt at a batch the warehouse could not take.
+    pub fn record_retry(&mut self) {
+        self.retries += 1;
+    }
+
+    /// The warehouse circuit breaker's state: `closed`, `open` or `half-open`.
+    pub fn set_breaker(&mut self, state: &'static str) {
+        self.breaker = state;
     }
 
     /// Records messages sent to the dead-letter queue.
@@ -161,6 +175,9 @@ impl Metrics {
             self.events_per_second(),
             self.batches
         );
+        if self.breaker != "closed" {
+            line.push_str(&format!(", warehouse breaker {}", self.breaker));
+        }
         if let Some(last) = self.last_batch {
             line.push_str(&format!(
                 ", last batch {} events in {} ms",
@@ -196,6 +213,10 @@ impl Metrics {
             rows_changed: self.rows_changed,
             statements: self.statements,
             dead_letters: self.dead_letters,
+            warehouse: Warehouse {
+                breaker: self.breaker,
+                retries: self.retries,
+            },
             elapsed_s: (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             batch_ms: Percentiles::of(&self.batch_ms),
             latency_ms: Latencies {
@@ -234,6 +255,21 @@ impl Metrics {
             "Warehouse rows inserted, updated or deleted.",
             "counter",
             vec![(String::new(), s.rows_changed as f64)],
+        );
+        metric(
+            "cdcctl_load_warehouse_retries_total",
+            "Failed attempts at batches the warehouse could not take (retried).",
+            "counter",
+            vec![(String::new(), s.warehouse.retries as f64)],
+        );
+        metric(
+            "cdcctl_load_warehouse_breaker_open",
+            "1 while the warehouse circuit breaker is open or half-open.",
+            "gauge",
+            vec![(
+                String::new(),
+                f64::from(u8::from(s.warehouse.breaker != "closed")),
+            )],
         );
         metric(
             "cdcctl_load_dead_letters_total",
@@ -303,11 +339,19 @@ pub struct Snapshot {
     statements: u64,
     /// Messages sent to the dead-letter queue.
     dead_letters: u64,
+    /// The warehouse's circuit breaker and the failed attempts so far.
+    warehouse: Warehouse,
     elapsed_s: f64,
     batch_ms: Percentiles,
     latency_ms: Latencies,
     last_batch: Option<LastBatch>,
     tables: BTreeMap<String, TableCounts>,
+}
+
+#[derive(Debug, Serialize)]
+struct Warehouse {
+    breaker: &'static str,
+    retries: u64,
 }
 
 #[derive(Debug, Serialize)]

@@ -65,6 +65,21 @@ async fn wait_for_signal(stop: Arc<AtomicBool>) {
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
     stop.store(true, Ordering::Relaxed);
+    // A second signal: exit at once. Nothing is committed that did not land: offsets are only
+    // ever committed after their batch.
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("interrupted again: exiting now; the batch in hand is read again next time");
+        std::process::exit(i32::from(crate::error::EXIT_INTERRUPTED));
+    }
 }
 
 /// Everything `load` was asked to do, checked.
@@ -81,6 +96,10 @@ pub(crate) struct Plan {
     dlq_topic: Option<String>,
     /// The runtime the blocking loader drives async clients on (Snowflake, Kafka admin).
     runtime: tokio::runtime::Handle,
+    /// Retries of a batch the warehouse could not take.
+    backoff: crate::retry::Backoff,
+    /// Breaker threshold and open time.
+    breaker: (u32, Duration),
     table_options: TableOptions,
     targets: Targets,
     metrics_file: Option<PathBuf>,
@@ -103,6 +122,21 @@ impl Plan {
                 message: format!("--metrics-interval `{}`: {e}", args.metrics_interval),
                 hint: Some("for example `5s` or `500ms`".into()),
             })?;
+        let duration = |flag: &str, raw: &str| {
+            parse_duration(raw).map_err(|e| CliError::Usage {
+                message: format!("{flag} `{raw}`: {e}"),
+                hint: Some("for example `500ms`, `30s` or `15m`".into()),
+            })
+        };
+        let backoff = crate::retry::Backoff {
+            base: duration("--retry-base", &args.retry_base)?.max(Duration::from_millis(1)),
+            cap: duration("--retry-cap", &args.retry_cap)?,
+            max_elapsed: duration("--retry-max-elapsed", &args.retry_max_elapsed)?,
+        };
+        let breaker = (
+            args.breaker_threshold,
+            duration("--breaker-open", &args.breaker_open)?,
+        );
         let commit_interval =
             parse_duration(&args.commit_interval).map_err(|e| CliError::Usage {
                 message: format!("--commit-interval `{}`: {e}", args.commit_interval),
@@ -116,6 +150,8 @@ impl Plan {
             flush_interval: config.load.flush_interval.max(Duration::from_millis(1)),
             until_caught_up: args.until_caught_up,
             sink,
+            backoff,
+            breaker,
             runtime: tokio::runtime::Handle::try_current().map_err(|_| CliError::Usage {
                 message: "the loader needs the async runtime".into(),
                 hint: None,

@@ -32,6 +32,7 @@ use crate::clients::warehouse::Sink;
 use crate::config::Config;
 use crate::error::{CliError, Outcome};
 use crate::output::{Output, progress_style};
+use crate::retry::{Backoff, Breaker};
 
 /// The largest message the dead-letter topic takes (its `max.message.bytes`).
 const DLQ_MAX_BYTES: &str = "16777216";
@@ -141,6 +142,8 @@ pub(super) fn load(
         sink,
         dlq_topic,
         runtime,
+        backoff,
+        breaker,
         table_options,
         mut targets,
         metrics_file,
@@ -245,14 +248,19 @@ pub(super) fn load(
             thread.spawn_scoped(scope, move || {
                 let result = apply_jobs(
                     job_rx,
-                    db,
-                    targets,
-                    dead_letters,
-                    reader,
-                    shared,
-                    bar,
-                    out,
-                    commit_interval,
+                    SinkThread {
+                        db,
+                        targets,
+                        dead_letters,
+                        reader,
+                        shared,
+                        bar,
+                        out,
+                        commit_interval,
+                        backoff,
+                        breaker: Breaker::new(breaker.0, breaker.1),
+                        stop,
+                    },
                 );
                 if result.is_err() {
                     stop.store(true, Ordering::Relaxed);
@@ -310,7 +318,8 @@ pub(super) fn load(
         rows.push(TargetRows {
             events: per_table.get(&source.to_string()).copied().unwrap_or(0),
             source: source.to_string(),
-            rows: db.row_count(&target)?,
+            // The warehouse may be the reason the loader stopped: counts are best effort.
+            rows: db.row_count(&target).ok().flatten(),
             target: target.sql(db.dialect()),
         });
     }
@@ -604,42 +613,127 @@ impl Uncommitted {
     }
 }
 
-/// The sink thread: apply each batch in one transaction; commit the offsets of applied batches
-/// every `commit_interval` (each batch with 0) and at the end, also when a batch fails.
-#[allow(clippy::too_many_arguments)]
-fn apply_jobs(
-    jobs: mpsc::Receiver<Job>,
-    db: &mut dyn Sink,
-    targets: &mut Targets,
-    dead_letters: Option<&DeadLetters>,
-    reader: &Reader,
-    shared: &Shared,
-    bar: &indicatif::ProgressBar,
-    out: &Output,
+/// What the sink thread works with.
+struct SinkThread<'a> {
+    db: &'a mut dyn Sink,
+    targets: &'a mut Targets,
+    dead_letters: Option<&'a DeadLetters>,
+    reader: &'a Reader,
+    shared: &'a Shared,
+    bar: &'a indicatif::ProgressBar,
+    out: &'a Output,
     commit_interval: Duration,
-) -> Result<()> {
+    backoff: Backoff,
+    breaker: Breaker,
+    stop: &'a AtomicBool,
+}
+
+/// The sink thread: apply each batch in one transaction (retried while the warehouse is
+/// unavailable, behind a circuit breaker); commit the offsets of applied batches every
+/// `commit_interval` (each batch with 0) and at the end, also when a batch fails.
+fn apply_jobs(jobs: mpsc::Receiver<Job>, mut t: SinkThread<'_>) -> Result<()> {
     let mut uncommitted = Uncommitted::default();
     let mut last_commit = Instant::now();
     let result = (|| -> Result<()> {
         let mut reported_dropped = std::collections::HashSet::new();
         for job in jobs {
-            apply_job(&job, db, targets, shared, out, &mut reported_dropped)?;
-            if let Some(dead_letters) = dead_letters {
-                dead_letters.send(&job.poison, out)?;
+            if !apply_with_retries(&job, &mut t, &mut reported_dropped)? {
+                // Stopped while the warehouse was unavailable: the batch is abandoned, its
+                // offsets not committed (it is read again next time).
+                break;
             }
-            metrics::lock(shared).record_dead_letters(job.poison.len() as u64);
+            if let Some(dead_letters) = t.dead_letters {
+                dead_letters.send(&job.poison, t.out)?;
+            }
+            metrics::lock(t.shared).record_dead_letters(job.poison.len() as u64);
             uncommitted.add(&job.compacted.stats);
-            if last_commit.elapsed() >= commit_interval {
-                uncommitted.commit(reader)?;
+            if last_commit.elapsed() >= t.commit_interval {
+                uncommitted.commit(t.reader)?;
                 last_commit = Instant::now();
             }
-            bar.set_message(metrics::lock(shared).status_line());
+            t.bar.set_message(metrics::lock(t.shared).status_line());
         }
         Ok(())
     })();
-    let committed = uncommitted.commit(reader);
+    let committed = uncommitted.commit(t.reader);
     tracing::debug!("offsets committed");
     result.and(committed)
+}
+
+/// Applies a batch, retrying while the warehouse is unavailable (transient errors) with backoff
+/// and the breaker. `Ok(false)`: stopped (Ctrl-C, SIGTERM) before it landed.
+fn apply_with_retries(
+    job: &Job,
+    t: &mut SinkThread<'_>,
+    reported_dropped: &mut std::collections::HashSet<(String, String)>,
+) -> Result<bool> {
+    let mut failing_since: Option<Instant> = None;
+    let mut attempt = 0_u32;
+    loop {
+        // While the breaker is open, no attempt: wait (in steps, to notice a stop).
+        loop {
+            let wait = t.breaker.wait(Instant::now());
+            metrics::lock(t.shared).set_breaker(t.breaker.state(Instant::now()).name());
+            if wait.is_zero() {
+                break;
+            }
+            t.bar.set_message(format!(
+                "warehouse unavailable: circuit breaker open, next attempt in {:.0}s",
+                wait.as_secs_f64().ceil()
+            ));
+            if t.stop.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            std::thread::sleep(wait.min(Duration::from_millis(200)));
+        }
+        match apply_job(job, t.db, t.targets, t.shared, t.out, reported_dropped) {
+            Ok(()) => {
+                if failing_since.is_some() {
+                    t.out
+                        .warn("the warehouse is available again: loading goes on");
+                }
+                t.breaker.success();
+                metrics::lock(t.shared).set_breaker(t.breaker.state(Instant::now()).name());
+                return Ok(true);
+            }
+            Err(e) if crate::clients::is_transient(&e) => {
+                let now = Instant::now();
+                let since = *failing_since.get_or_insert(now);
+                if !t.backoff.keep_trying(since, now) {
+                    return Err(e.context(format!(
+                        "the warehouse has been unavailable for {} s (--retry-max-elapsed); \
+                         nothing of the batch was committed",
+                        since.elapsed().as_secs()
+                    )));
+                }
+                attempt += 1;
+                t.breaker.failure(now);
+                let state = t.breaker.state(now);
+                {
+                    let mut m = metrics::lock(t.shared);
+                    m.record_retry();
+                    m.set_breaker(state.name());
+                }
+                if attempt == 1 || t.breaker.wait(now) > Duration::ZERO {
+                    t.out.warn(&format!(
+                        "the warehouse is unavailable ({}); retrying, no offsets move meanwhile \
+                         (circuit breaker {})",
+                        crate::error::one_line(&e),
+                        state.name()
+                    ));
+                }
+                let wait = t.backoff.wait(attempt, rand::random::<f64>());
+                let until = Instant::now() + wait;
+                while Instant::now() < until {
+                    if t.stop.load(Ordering::Relaxed) {
+                        return Ok(false);
+                    }
+                    std::thread::sleep(Duration::from_millis(100).min(until - Instant::now()));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Applies one batch and records it in the metrics.

@@ -222,6 +222,14 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     }
 }
 
+/// An error and its causes on one line (`a: b: c`), for warnings.
+pub fn one_line(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,12 +287,4 @@ mod tests {
         assert_eq!(err.hint().unwrap(), "known profiles: `dev`, `prod`");
         assert_eq!(err.exit_code(), EXIT_USAGE);
     }
-}
-
-/// An error and its causes on one line (`a: b: c`), for warnings.
-pub fn one_line(err: &anyhow::Error) -> String {
-    err.chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
 }

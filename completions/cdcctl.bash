@@ -1049,7 +1049,7 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__load)
-            opts="-o -v -q -y -h -V --topic --pattern --sink --group --from --batch-size --flush-interval --commit-interval --dlq-topic --no-dlq --until-caught-up --target-schema --table-map --soft-delete --primary-key --memory-limit --metrics-file --metrics-interval --metrics-addr --brokers --topic-prefix --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            opts="-o -v -q -y -h -V --topic --pattern --sink --group --from --batch-size --flush-interval --commit-interval --dlq-topic --no-dlq --retry-base --retry-cap --retry-max-elapsed --breaker-threshold --breaker-open --until-caught-up --target-schema --table-map --soft-delete --primary-key --memory-limit --metrics-file --metrics-interval --metrics-addr --brokers --topic-prefix --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1088,6 +1088,26 @@ _cdcctl() {
                     return 0
                     ;;
                 --dlq-topic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry-base)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry-cap)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry-max-elapsed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --breaker-threshold)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --breaker-open)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

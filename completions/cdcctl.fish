@@ -376,6 +376,11 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l batch-size -d 'Fl
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l flush-interval -d 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l commit-interval -d 'Commit the offsets of loaded batches this often (`0s`: after every batch)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l dlq-topic -d 'Dead-letter topic for messages that cannot be loaded [default: `<prefix>.dlq`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l retry-base -d 'First wait before retrying a batch the warehouse could not take (unreachable, timed out, throttled); doubled with jitter up to --retry-cap' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l retry-cap -d 'Longest wait between two retries of a batch' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l retry-max-elapsed -d 'Give up (exit 3) when the warehouse has been unavailable this long' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l breaker-threshold -d 'Consecutive failures that open the warehouse circuit breaker (no attempts while open)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l breaker-open -d 'How long the breaker stays open before one probe attempt' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l target-schema -d 'Put every target table in this schema (default: the source table\'s schema)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l table-map -d 'Load a source table into another target: `public.users=app_users`, `commerce.users=shop.customers` (repeatable)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l memory-limit -d 'DuckDB\'s memory limit (`SET memory_limit`); it spills to disk beyond it' -r

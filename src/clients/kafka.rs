@@ -369,6 +369,8 @@ impl Session {
             brokers: self.brokers,
             commits: self.commits,
             pending: Mutex::new(pending),
+            outage_tolerance: Duration::ZERO,
+            down_since: Mutex::new(None),
         })
     }
 
@@ -442,9 +444,21 @@ pub struct Reader {
     commits: bool,
     /// Partitions not yet read up to their start-time high watermark: (topic, partition, high).
     pending: Mutex<Vec<(String, i32, i64)>>,
+    /// How long the brokers may be unreachable before `poll` fails ([`Reader::tolerate_outages`]).
+    outage_tolerance: Duration,
+    /// Since when they are unreachable, if they are.
+    down_since: Mutex<Option<std::time::Instant>>,
 }
 
 impl Reader {
+    /// Lets `poll` ride out brokers that are unreachable for up to `tolerance` (a restart, a
+    /// network blip): librdkafka reconnects by itself, and `poll` reports idle meanwhile. By
+    /// default the first transport error fails (a command that just reads should say so at once).
+    pub fn tolerate_outages(mut self, tolerance: Duration) -> Self {
+        self.outage_tolerance = tolerance;
+        self
+    }
+
     /// True when every partition has been read up to where it ended at start.
     pub fn caught_up(&self) -> bool {
         self.pending().is_empty()
@@ -490,6 +504,11 @@ impl Reader {
             None => Ok(self.idle_or_caught_up()),
             Some(Ok(message)) => {
                 use rdkafka::Message;
+                if let Ok(mut down) = self.down_since.lock()
+                    && down.take().is_some()
+                {
+                    tracing::warn!("Kafka at {} answers again", self.brokers);
+                }
                 let mut pending = self.pending();
                 if !pending.is_empty() {
                     let (partition, next) = (message.partition(), message.offset() + 1);
@@ -515,12 +534,34 @@ impl Reader {
                 }
                 Ok(self.idle_or_caught_up())
             }
-            Some(Err(e)) if is_transport_error(&e) => Err(CliError::Unreachable {
-                service: "Kafka".into(),
-                endpoint: self.brokers.clone(),
-                source: Some(e.into()),
+            Some(Err(e)) if is_transport_error(&e) => {
+                let since = self
+                    .down_since
+                    .lock()
+                    .map(|mut d| {
+                        *d.get_or_insert_with(|| {
+                            if !self.outage_tolerance.is_zero() {
+                                tracing::warn!(
+                                    "Kafka at {} is unreachable ({e}); waiting up to {} s for it",
+                                    self.brokers,
+                                    self.outage_tolerance.as_secs()
+                                );
+                            }
+                            std::time::Instant::now()
+                        })
+                    })
+                    .unwrap_or_else(|_| std::time::Instant::now());
+                if since.elapsed() < self.outage_tolerance {
+                    std::thread::sleep(timeout.min(Duration::from_millis(200)));
+                    return Ok(Polled::Idle);
+                }
+                Err(CliError::Unreachable {
+                    service: "Kafka".into(),
+                    endpoint: self.brokers.clone(),
+                    source: Some(e.into()),
+                }
+                .into())
             }
-            .into()),
             Some(Err(e)) => Err(anyhow::Error::new(e).context("cannot read from Kafka")),
         }
     }
@@ -596,6 +637,26 @@ fn is_transport_code(code: RDKafkaErrorCode) -> bool {
         code,
         RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure
     )
+}
+
+/// Whether a Kafka error means the cluster is (perhaps briefly) unavailable: down, timed out,
+/// a coordinator moving. Worth retrying later.
+pub fn is_transient_error(err: &KafkaError) -> bool {
+    err.rdkafka_error_code().is_some_and(|code| {
+        is_transport_code(code)
+            || matches!(
+                code,
+                RDKafkaErrorCode::RequestTimedOut
+                    | RDKafkaErrorCode::OperationTimedOut
+                    | RDKafkaErrorCode::CoordinatorNotAvailable
+                    | RDKafkaErrorCode::NotCoordinator
+                    | RDKafkaErrorCode::CoordinatorLoadInProgress
+                    | RDKafkaErrorCode::NetworkException
+                    | RDKafkaErrorCode::LeaderNotAvailable
+                    | RDKafkaErrorCode::NotLeaderForPartition
+                    | RDKafkaErrorCode::QueueFull
+            )
+    })
 }
 
 /// A message to produce.

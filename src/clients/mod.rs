@@ -17,6 +17,9 @@ pub fn is_transient(err: &anyhow::Error) -> bool {
         if let Some(cli) = cause.downcast_ref::<crate::error::CliError>() {
             return matches!(cli, crate::error::CliError::Unreachable { .. });
         }
+        if let Some(e) = cause.downcast_ref::<rdkafka::error::KafkaError>() {
+            return kafka::is_transient_error(e);
+        }
         if let Some(e) = cause.downcast_ref::<reqwest::Error>() {
             return e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
         }

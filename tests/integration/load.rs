@@ -702,3 +702,109 @@ async fn usage_errors_and_an_unreachable_broker() {
     assert_eq!(code, EXIT_UNREACHABLE, "{stderr}");
     assert!(stderr.contains("Kafka is unreachable"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restart_during_a_run_loses_nothing() {
+    let ctx = TestContext::new("load_broker_restart").await;
+    let mut broker = crate::support::PrivateBroker::start();
+    let topic = format!("{}.public.users", ctx.topic_prefix);
+    let fixture = std::fs::read_to_string(
+        repo_root().join("tests/fixtures/debezium/schemas-true/cdc.public.users.jsonl"),
+    )
+    .unwrap();
+    let lines: Vec<(String, Option<String>)> = fixture
+        .lines()
+        .take(11)
+        .map(|l| {
+            let m: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                m["key"].as_str().unwrap().to_string(),
+                m["payload"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let address = broker.address.clone();
+    let produce = |range: std::ops::Range<usize>| {
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &address)
+            .create()
+            .unwrap();
+        let batch: Vec<(String, Option<String>)> = lines[range].to_vec();
+        let topic = topic.clone();
+        async move {
+            for (key, value) in &batch {
+                let mut record = FutureRecord::<str, str>::to(&topic).key(key);
+                if let Some(value) = value {
+                    record = record.payload(value);
+                }
+                producer
+                    .send(record, Duration::from_secs(30))
+                    .await
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+            }
+        }
+    };
+    produce(0..5).await;
+
+    let metrics_path = ctx.dir.path().join("metrics.json");
+    let loader = ctx
+        .command()
+        .env("CDCCTL_KAFKA_BROKERS", &address)
+        .args(["load", "--topic", &topic, "--no-dlq"])
+        .args(["--flush-interval", "200ms", "--commit-interval", "0s"])
+        .arg("--metrics-file")
+        .arg(&metrics_path)
+        .args(["--metrics-interval", "200ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = || -> u64 {
+        std::fs::read_to_string(&metrics_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|m| m["events"].as_u64())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while events() < 5 {
+        assert!(Instant::now() < deadline, "the first batch never landed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The broker goes away for a few seconds and comes back with its data.
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.resume();
+    produce(5..11).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while events() < 11 {
+        assert!(
+            Instant::now() < deadline,
+            "the loader did not resume after the restart ({} events)",
+            events()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // SAFETY: kill(2) on the PID of the child this test started.
+    unsafe { libc::kill(loader.id() as i32, libc::SIGTERM) };
+    let out = loader.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("is unreachable"),
+        "the outage was seen: {stderr}"
+    );
+    assert!(stderr.contains("answers again"), "and its end: {stderr}");
+
+    let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM public.users ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ids, vec![1], "the end state of the stream, nothing lost");
+}

@@ -596,3 +596,91 @@ fn run_as_postgres(dir: &Path, argv: &[&str]) {
         .expect("runuser");
     assert!(status.success(), "{argv:?} failed: {status}");
 }
+
+/// A throwaway broker: the stack's noida-db binary on its own port and data directory, started
+/// and stopped by PID (never by name), for tests that restart or stop it.
+pub struct PrivateBroker {
+    /// `127.0.0.1:<port>`.
+    pub address: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateBroker {
+    fn binary() -> PathBuf {
+        let cache = std::env::var_os("CDCCTL_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("cdcctl")))
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/cdcctl")
+            });
+        cache.join("noida/bin/noida-db")
+    }
+
+    /// Starts a broker on a free port and waits until it answers.
+    pub fn start() -> PrivateBroker {
+        Stack::get(); // the binary comes with `scripts/stack.sh install`
+        let port = free_port();
+        let mut broker = PrivateBroker {
+            address: format!("127.0.0.1:{port}"),
+            port,
+            dir: tempfile::tempdir().expect("broker data dir"),
+            child: None,
+        };
+        broker.resume();
+        broker
+    }
+
+    /// Starts the broker again on the same port and data (after [`PrivateBroker::stop`]).
+    pub fn resume(&mut self) {
+        let log = File::create(self.dir.path().join("broker.log")).expect("broker log");
+        let child = StdCommand::new(Self::binary())
+            .args([
+                "start",
+                "--only",
+                "kafka",
+                "--kafka-port",
+                &self.port.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start noida-db");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if answers(&self.address) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the private broker on {} did not come up", self.address);
+    }
+
+    /// Stops the broker by PID (SIGTERM: it persists its log) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the PID of a child this helper started.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            for _ in 0..300 {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -184,12 +184,14 @@ pub(super) fn load(
             })?;
         }
     }
-    let reader = session.reader(
-        &topics,
-        StartAt::Committed {
-            otherwise_beginning,
-        },
-    )?;
+    let reader = session
+        .reader(
+            &topics,
+            StartAt::Committed {
+                otherwise_beginning,
+            },
+        )?
+        .tolerate_outages(backoff.max_elapsed);
     if !out.is_quiet() {
         let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
         let _ = writeln!(
@@ -643,12 +645,37 @@ fn apply_jobs(jobs: mpsc::Receiver<Job>, mut t: SinkThread<'_>) -> Result<()> {
                 break;
             }
             if let Some(dead_letters) = t.dead_letters {
-                dead_letters.send(&job.poison, t.out)?;
+                // The broker may be restarting: retried like the warehouse (no breaker; a dead
+                // letter written twice is harmless, one lost is not).
+                let started = Instant::now();
+                let mut attempt = 0;
+                loop {
+                    match dead_letters.send(&job.poison, t.out) {
+                        Ok(()) => break,
+                        Err(e)
+                            if crate::clients::is_transient(&e)
+                                && t.backoff.keep_trying(started, Instant::now())
+                                && !t.stop.load(Ordering::Relaxed) =>
+                        {
+                            attempt += 1;
+                            tracing::warn!("{}; retrying", crate::error::one_line(&e));
+                            std::thread::sleep(t.backoff.wait(attempt, rand::random::<f64>()));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             }
             metrics::lock(t.shared).record_dead_letters(job.poison.len() as u64);
             uncommitted.add(&job.compacted.stats);
             if last_commit.elapsed() >= t.commit_interval {
-                uncommitted.commit(t.reader)?;
+                match uncommitted.commit(t.reader) {
+                    Ok(()) => {}
+                    // The broker is away (a restart): keep the offsets, commit them later.
+                    Err(e) if crate::clients::is_transient(&e) => {
+                        tracing::warn!("{}; committing later", crate::error::one_line(&e));
+                    }
+                    Err(e) => return Err(e),
+                }
                 last_commit = Instant::now();
             }
             t.bar.set_message(metrics::lock(t.shared).status_line());

@@ -234,6 +234,54 @@ impl Kafka {
         Ok(true)
     }
 
+    /// The messages at `positions` (topic, partition, offset), read again with a throwaway
+    /// consumer that belongs to no group (the loader dead-letters the events of a table the
+    /// warehouse rejected this way, without keeping every message's bytes in memory).
+    pub fn fetch(&self, positions: &[(String, i32, i64)]) -> Result<Vec<FetchedMessage>> {
+        use rdkafka::Message;
+        use rdkafka::message::Headers as _;
+        let session = self.open()?;
+        let mut out = Vec::with_capacity(positions.len());
+        for (topic, partition, offset) in positions {
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+            session
+                .consumer
+                .assign(&list)
+                .with_context(|| format!("cannot assign {topic}/{partition}"))?;
+            let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
+            loop {
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "cannot read {topic}/{partition}@{offset} again (no longer retained?)"
+                );
+                match session.consumer.poll(Duration::from_millis(500)) {
+                    Some(Ok(m)) if m.offset() == *offset && m.partition() == *partition => {
+                        out.push(FetchedMessage {
+                            topic: topic.clone(),
+                            partition: *partition,
+                            offset: *offset,
+                            key: m.key().map(<[u8]>::to_vec),
+                            value: m.payload().map(<[u8]>::to_vec),
+                            headers: m.headers().map_or_else(Vec::new, |h| {
+                                h.iter()
+                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            }),
+                        });
+                        break;
+                    }
+                    Some(Ok(_)) | None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+                    Some(Err(e)) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("cannot read {topic}/{partition}@{offset} again")));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Fails at once when no bootstrap server accepts a TCP connection: librdkafka would retry
     /// until the metadata timeout (10 s) before saying the same.
     fn check_reachable(&self) -> Result<()> {
@@ -657,6 +705,23 @@ pub fn is_transient_error(err: &KafkaError) -> bool {
                     | RDKafkaErrorCode::QueueFull
             )
     })
+}
+
+/// A message read again by [`Kafka::fetch`].
+#[derive(Debug, Clone)]
+pub struct FetchedMessage {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// A message to produce.

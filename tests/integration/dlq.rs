@@ -262,7 +262,7 @@ async fn produce_dead_letters(
 fn name_of_id_1(ctx: &TestContext) -> String {
     let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
     let names: Vec<String> = conn
-        .prepare("SELECT name FROM public.users WHERE id = 1")
+        .prepare("SELECT CAST(name AS VARCHAR) FROM public.users WHERE id = 1")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -388,4 +388,82 @@ async fn a_fixed_dead_letter_replays_once_and_a_broken_one_stays_counted() {
     let (code, _, stderr) = load(&ctx, &["--topic", &topic, "--until-caught-up"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(name_of_id_1(&ctx), "via the topic");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_the_warehouse_rejects_is_dead_lettered_and_lands_once_after_the_fix() {
+    let ctx = TestContext::new("dlq_rejected").await;
+    let topic = format!("{}.public.users", ctx.topic_prefix);
+    crate::load::produce_users_fixture(&ctx, &topic, 11, &[]).await;
+    let (code, _, stderr) = load(&ctx, &["--topic", &topic, "--until-caught-up"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // The source changed `name` to an integer: DuckDB's VARCHAR column cannot take it as is.
+    let (key, value) = fixture()[8].clone();
+    let mut event: serde_json::Value = serde_json::from_str(&value.unwrap()).unwrap();
+    for image in event["schema"]["fields"].as_array_mut().unwrap() {
+        if image["field"] == "before" || image["field"] == "after" {
+            for field in image["fields"].as_array_mut().unwrap() {
+                if field["field"] == "name" {
+                    field["type"] = "int32".into();
+                }
+            }
+        }
+    }
+    event["payload"]["after"]["name"] = 42.into();
+    event["payload"]["before"]["name"] = 41.into();
+    let lsn = event["payload"]["source"]["lsn"].as_i64().unwrap();
+    event["payload"]["source"]["lsn"] = (lsn + 1_000).into();
+    let value = event.to_string();
+    crate::load::produce_users_fixture(&ctx, &topic, 0, &[(key.as_str(), value.as_str())]).await;
+
+    let (code, stdout, stderr) = load(
+        &ctx,
+        &["--topic", &topic, "--until-caught-up", "-o", "json"],
+    );
+    assert_eq!(code, 0, "the loader goes on: {stderr}");
+    assert!(
+        stderr.contains("the warehouse rejected the changes of public.users"),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["dead_letters"], 1, "{stdout}");
+    assert_ne!(name_of_id_1(&ctx), "42");
+    let listed = replay_dlq(&ctx, &["list"]);
+    assert_eq!(
+        listed["groups"][0]["error_class"], "warehouse_rejected",
+        "{listed}"
+    );
+    assert_eq!(listed["total"], 1);
+
+    // Nothing fixed yet: the replay fails again and the letter stays, counted.
+    let out = ctx
+        .cdcctl()
+        .args(["replay-dlq", "replay", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(replay_dlq(&ctx, &["list"])["total"], 1, "still pending");
+
+    // The fix: migrate the column. Then the replay lands it, once.
+    {
+        let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+        conn.execute_batch(
+            "UPDATE public.users SET name = '0'; \
+             ALTER TABLE public.users ALTER COLUMN name SET DATA TYPE INTEGER",
+        )
+        .unwrap();
+    }
+    let done = replay_dlq(&ctx, &["replay"]);
+    assert_eq!(done["replayed"], 1, "{done}");
+    assert_eq!(name_of_id_1(&ctx), "42");
+    assert_eq!(replay_dlq(&ctx, &["list"])["total"], 0);
+    let again = replay_dlq(&ctx, &["replay"]);
+    assert_eq!(again["replayed"], 0, "{again}");
+    assert_eq!(name_of_id_1(&ctx), "42");
 }

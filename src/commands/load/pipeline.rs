@@ -168,6 +168,7 @@ pub(super) fn load(
             Some(DeadLetters {
                 producer: kafka.producer()?,
                 topic: topic.clone(),
+                kafka: kafka.clone(),
             })
         }
         None => None,
@@ -521,12 +522,14 @@ fn undecodable(bad: &Undecodable) -> anyhow::Error {
 struct DeadLetters {
     producer: Producer,
     topic: String,
+    /// For reading again the messages of a table the warehouse rejected.
+    kafka: Kafka,
 }
 
 impl DeadLetters {
     /// Produces a batch's poison messages and waits for the broker to have them all: only then
     /// may the batch's offsets, theirs included, be committed.
-    fn send(&self, poison: &[Undecodable], out: &Output) -> Result<()> {
+    fn send(&self, poison: &[&Undecodable], out: &Output) -> Result<()> {
         if poison.is_empty() {
             return Ok(());
         }
@@ -639,18 +642,19 @@ fn apply_jobs(jobs: mpsc::Receiver<Job>, mut t: SinkThread<'_>) -> Result<()> {
     let result = (|| -> Result<()> {
         let mut reported_dropped = std::collections::HashSet::new();
         for job in jobs {
-            if !apply_with_retries(&job, &mut t, &mut reported_dropped)? {
+            let Some(rejected) = apply_with_retries(&job, &mut t, &mut reported_dropped)? else {
                 // Stopped while the warehouse was unavailable: the batch is abandoned, its
                 // offsets not committed (it is read again next time).
                 break;
-            }
+            };
+            let poison: Vec<&Undecodable> = job.poison.iter().chain(&rejected).collect();
             if let Some(dead_letters) = t.dead_letters {
                 // The broker may be restarting: retried like the warehouse (no breaker; a dead
                 // letter written twice is harmless, one lost is not).
                 let started = Instant::now();
                 let mut attempt = 0;
                 loop {
-                    match dead_letters.send(&job.poison, t.out) {
+                    match dead_letters.send(&poison, t.out) {
                         Ok(()) => break,
                         Err(e)
                             if crate::clients::is_transient(&e)
@@ -665,7 +669,7 @@ fn apply_jobs(jobs: mpsc::Receiver<Job>, mut t: SinkThread<'_>) -> Result<()> {
                     }
                 }
             }
-            metrics::lock(t.shared).record_dead_letters(job.poison.len() as u64);
+            metrics::lock(t.shared).record_dead_letters(poison.len() as u64);
             uncommitted.add(&job.compacted.stats);
             if last_commit.elapsed() >= t.commit_interval {
                 match uncommitted.commit(t.reader) {
@@ -688,12 +692,13 @@ fn apply_jobs(jobs: mpsc::Receiver<Job>, mut t: SinkThread<'_>) -> Result<()> {
 }
 
 /// Applies a batch, retrying while the warehouse is unavailable (transient errors) with backoff
-/// and the breaker. `Ok(false)`: stopped (Ctrl-C, SIGTERM) before it landed.
+/// and the breaker. Returns the messages of tables the warehouse rejected (for the dead-letter
+/// queue), or `None` when stopped (Ctrl-C, SIGTERM) before the batch landed.
 fn apply_with_retries(
     job: &Job,
     t: &mut SinkThread<'_>,
     reported_dropped: &mut std::collections::HashSet<(String, String)>,
-) -> Result<bool> {
+) -> Result<Option<Vec<Undecodable>>> {
     let mut failing_since: Option<Instant> = None;
     let mut attempt = 0_u32;
     loop {
@@ -709,19 +714,31 @@ fn apply_with_retries(
                 wait.as_secs_f64().ceil()
             ));
             if t.stop.load(Ordering::Relaxed) {
-                return Ok(false);
+                return Ok(None);
             }
             std::thread::sleep(wait.min(Duration::from_millis(200)));
         }
-        match apply_job(job, t.db, t.targets, t.shared, t.out, reported_dropped) {
-            Ok(()) => {
+        let isolate = t.dead_letters.is_some();
+        match apply_job(
+            job,
+            t.db,
+            t.targets,
+            t.shared,
+            t.out,
+            reported_dropped,
+            isolate,
+        ) {
+            Ok(rejected) => {
                 if failing_since.is_some() {
                     t.out
                         .warn("the warehouse is available again: loading goes on");
                 }
                 t.breaker.success();
                 metrics::lock(t.shared).set_breaker(t.breaker.state(Instant::now()).name());
-                return Ok(true);
+                let Some(dead_letters) = t.dead_letters else {
+                    return Ok(Some(Vec::new()));
+                };
+                return rejected_messages(&rejected, &dead_letters.kafka).map(Some);
             }
             Err(e) if crate::clients::is_transient(&e) => {
                 let now = Instant::now();
@@ -753,7 +770,7 @@ fn apply_with_retries(
                 let until = Instant::now() + wait;
                 while Instant::now() < until {
                     if t.stop.load(Ordering::Relaxed) {
-                        return Ok(false);
+                        return Ok(None);
                     }
                     std::thread::sleep(Duration::from_millis(100).min(until - Instant::now()));
                 }
@@ -763,7 +780,17 @@ fn apply_with_retries(
     }
 }
 
-/// Applies one batch and records it in the metrics.
+/// A table of a batch the warehouse rejected, with why.
+struct Rejected {
+    /// Where its events were read: the final event of each key, keyless events, the truncate.
+    positions: Vec<(String, i32, i64)>,
+    table: String,
+    reason: String,
+}
+
+/// Applies one batch and records it in the metrics. When the batch fails for a reason that is
+/// not transient and `isolate` (a dead-letter topic exists), each table is applied on its own:
+/// the tables the warehouse takes land, the others are returned, to be dead-lettered.
 fn apply_job(
     job: &Job,
     db: &mut dyn Sink,
@@ -771,10 +798,46 @@ fn apply_job(
     shared: &Shared,
     out: &Output,
     reported_dropped: &mut std::collections::HashSet<(String, String)>,
-) -> Result<()> {
+    isolate: bool,
+) -> Result<Vec<Rejected>> {
     let compacted = &job.compacted;
     let waited = job.handed_over.elapsed();
-    let applied = super::apply_compacted(db, targets, compacted)?;
+    let mut rejected = Vec::new();
+    let applied = match super::apply_compacted(db, targets, compacted) {
+        Ok(applied) => applied,
+        Err(e) if isolate && !crate::clients::is_transient(&e) => {
+            let mut applied = crate::clients::warehouse::Applied::default();
+            for plan in &compacted.tables {
+                let target = targets.target(&plan.table)?;
+                let write = crate::clients::warehouse::TableWrite {
+                    target: &target,
+                    plan,
+                };
+                match db.apply(&[write]) {
+                    Ok(one) => {
+                        applied.created.extend(one.created);
+                        applied.altered.extend(one.altered);
+                        applied.dropped_in_source.extend(one.dropped_in_source);
+                        applied.rows_changed += one.rows_changed;
+                        applied.truncates += one.truncates;
+                        applied.statements += one.statements;
+                    }
+                    Err(e) if crate::clients::is_transient(&e) => return Err(e),
+                    Err(e) => rejected.push(Rejected {
+                        positions: positions_of(plan),
+                        table: plan.table.to_string(),
+                        reason: crate::error::one_line(&e),
+                    }),
+                }
+            }
+            if rejected.is_empty() {
+                // Each table alone went through: the batch failed for another reason.
+                return Err(e);
+            }
+            applied
+        }
+        Err(e) => return Err(e),
+    };
     let committed_at_ms = chrono::Utc::now().timestamp_millis();
     tracing::debug!(
         waited_ms = waited.as_millis() as u64,
@@ -805,5 +868,53 @@ fn apply_job(
         handed_over: job.handed_over,
         committed_at_ms,
     });
-    Ok(())
+    for r in &rejected {
+        out.warn(&format!(
+            "the warehouse rejected the changes of {} ({}): its {} message(s) of this batch go \
+             to the dead-letter topic; fix the cause, then `cdcctl replay-dlq replay`",
+            r.table,
+            r.reason,
+            r.positions.len()
+        ));
+    }
+    Ok(rejected)
+}
+
+/// Where the events of a table plan were read.
+fn positions_of(plan: &crate::cdc::batch::TablePlan) -> Vec<(String, i32, i64)> {
+    let mut positions: Vec<(String, i32, i64)> = plan
+        .upserts
+        .iter()
+        .map(|u| &u.kafka)
+        .chain(plan.deletes.iter().map(|d| &d.kafka))
+        .chain(plan.keyless.iter().map(|e| &e.kafka))
+        .chain(plan.truncate.iter().map(|t| &t.kafka))
+        .map(|k| (k.topic.to_string(), k.partition, k.offset))
+        .collect();
+    positions.sort();
+    positions.dedup();
+    positions
+}
+
+/// The messages of rejected tables, read again, as dead letters.
+fn rejected_messages(rejected: &[Rejected], kafka: &Kafka) -> Result<Vec<Undecodable>> {
+    let mut out = Vec::new();
+    for r in rejected {
+        for m in kafka.fetch(&r.positions)? {
+            out.push(Undecodable {
+                kafka: KafkaPosition {
+                    topic: m.topic.as_str().into(),
+                    partition: m.partition,
+                    offset: m.offset,
+                    timestamp_ms: None,
+                },
+                class: "warehouse_rejected",
+                reason: r.reason.clone(),
+                key: m.key,
+                value: m.value,
+                headers: m.headers,
+            });
+        }
+    }
+    Ok(out)
 }

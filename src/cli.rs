@@ -144,6 +144,13 @@ pub enum Command {
     /// dead-letter topic, counted. The replay consumer group commits what was handled, so a
     /// message is replayed once.
     ReplayDlq(ReplayDlqArgs),
+    /// Is the pipeline healthy? One row per check, from Postgres to the warehouse
+    ///
+    /// Kafka Connect (worker, connector, tasks), Postgres (wal_level, the connector's slot and
+    /// the WAL it retains, orphaned slots), Kafka (change topics, the loader group's lag, pending
+    /// dead letters) and the warehouse (how long ago each table was loaded). Exit 0 when all are
+    /// ok (warnings too, unless --strict), 1 when one fails, 3 when a service does not answer.
+    Health(HealthArgs),
     /// Show every effective setting and where it came from (secrets as ****)
     Config(ConfigArgs),
     /// Print a shell completion script to stdout
@@ -770,6 +777,80 @@ pub struct TailArgs {
     /// Kafka connection flags.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+/// Arguments of `cdcctl health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Warnings fail too (exit 1)
+    #[arg(long)]
+    pub strict: bool,
+
+    /// WAL a replication slot may retain before a warning
+    #[arg(long, value_name = "SIZE", default_value = "1GB")]
+    pub slot_warn: String,
+
+    /// WAL a replication slot may retain before the check fails
+    #[arg(long, value_name = "SIZE", default_value = "10GB")]
+    pub slot_fail: String,
+
+    /// Messages the loader group may be behind before a warning
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub lag_warn: i64,
+
+    /// Messages the loader group may be behind before the check fails
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub lag_fail: i64,
+
+    /// Time since a table's last load before a warning
+    #[arg(long, value_name = "DURATION", default_value = "15m")]
+    pub freshness_warn: String,
+
+    /// Time since a table's last load before the check fails
+    #[arg(long, value_name = "DURATION", default_value = "6h")]
+    pub freshness_fail: String,
+
+    /// How long each layer's checks may take
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    pub timeout: String,
+
+    /// Where the loader writes: duckdb or snowflake [default: `load.sink`]
+    #[arg(long, value_name = "SINK")]
+    pub sink: Option<String>,
+
+    /// The loader's consumer group [default: `load.group`]
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+
+    /// Postgres connection.
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+    /// Kafka connection.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Kafka Connect connection.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Snowflake connection.
+    #[command(flatten)]
+    pub snowflake: SnowflakeArgs,
+    /// DuckDB file.
+    #[command(flatten)]
+    pub duckdb: DuckdbArgs,
+}
+
+impl HealthArgs {
+    /// The config-backed flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        let mut v = self.postgres.flag_values();
+        v.extend(self.kafka.flag_values());
+        v.extend(self.connect.flag_values());
+        v.extend(self.snowflake.flag_values());
+        v.extend(self.duckdb.flag_values());
+        v.extend(flag("load.sink", "--sink", &self.sink));
+        v.extend(flag("load.group", "--group", &self.group));
+        v
+    }
 }
 
 /// Arguments of `cdcctl replay-dlq`.

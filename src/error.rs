@@ -24,6 +24,8 @@ pub enum Outcome {
     Ok,
     /// Ran fine but the answer is "no" (unhealthy, differs): exit 1 with no error text.
     Failed,
+    /// Ran and reported, but a required service did not answer: exit 3 with no error text.
+    Unreachable,
 }
 
 impl Outcome {
@@ -32,6 +34,7 @@ impl Outcome {
         match self {
             Outcome::Ok => EXIT_OK,
             Outcome::Failed => EXIT_FAILED,
+            Outcome::Unreachable => EXIT_UNREACHABLE,
         }
     }
 }

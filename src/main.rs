@@ -108,6 +108,10 @@ async fn run(cli: &Cli, out: &Output) -> Result<Outcome> {
             let config = load_config(&cli.global, args.flag_values())?;
             commands::load::run(args, &config, out).await
         }
+        Command::Health(args) => {
+            let config = load_config(&cli.global, args.flag_values())?;
+            commands::health::run(args, &config, out).await
+        }
         Command::ReplayDlq(args) => {
             let config = load_config(&cli.global, args.flag_values())?;
             commands::replay_dlq::run(args, &config, out).await

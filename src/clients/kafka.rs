@@ -360,6 +360,46 @@ impl Session {
         Ok(topics)
     }
 
+    /// Per partition of `topics`: the low and high watermarks and the committed offset of the
+    /// session's group (`None` when it has none), for lag.
+    pub fn positions(&self, topics: &[TopicInfo]) -> Result<Vec<PartitionPosition>> {
+        let mut list = TopicPartitionList::new();
+        let mut out = Vec::new();
+        for topic in topics {
+            for &partition in &topic.partitions {
+                let (low, high) = self
+                    .consumer
+                    .fetch_watermarks(&topic.name, partition, METADATA_TIMEOUT)
+                    .map_err(|e| self.unreachable(e))?;
+                list.add_partition(&topic.name, partition);
+                out.push(PartitionPosition {
+                    topic: topic.name.clone(),
+                    partition,
+                    low,
+                    high,
+                    committed: None,
+                });
+            }
+        }
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(list, METADATA_TIMEOUT)
+            .map_err(|e| self.unreachable(e))?;
+        for element in committed.elements() {
+            if let Offset::Offset(at) = element.offset()
+                && let Some(p) = out
+                    .iter_mut()
+                    .find(|p| p.topic == element.topic() && p.partition == element.partition())
+            {
+                p.committed = Some(at);
+            }
+        }
+        Ok(out)
+    }
+
     /// A reader of the given partitions from `start`.
     pub fn reader(self, topics: &[TopicInfo], start: StartAt) -> Result<Reader> {
         let mut list = TopicPartitionList::new();
@@ -705,6 +745,28 @@ pub fn is_transient_error(err: &KafkaError) -> bool {
                     | RDKafkaErrorCode::QueueFull
             )
     })
+}
+
+/// Where a partition is: its watermarks and a group's committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionPosition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Oldest offset retained.
+    pub low: i64,
+    /// Next offset to be written.
+    pub high: i64,
+    /// The group's committed offset (next to read), if any.
+    pub committed: Option<i64>,
+}
+
+impl PartitionPosition {
+    /// Messages the group has not consumed yet (from the oldest retained without a commit).
+    pub fn lag(&self) -> i64 {
+        (self.high - self.committed.unwrap_or(self.low).max(self.low)).max(0)
+    }
 }
 
 /// A message read again by [`Kafka::fetch`].

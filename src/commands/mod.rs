@@ -5,6 +5,7 @@ pub mod completions;
 pub mod config;
 pub mod create_connector;
 pub mod generate_data;
+pub mod health;
 pub mod load;
 pub mod replay_dlq;
 pub mod setup_source;

@@ -229,7 +229,7 @@ async fn difference(ctx: &TestContext, duckdb: &std::path::Path, filter: &str) -
 }
 
 /// `load --until-caught-up` until DuckDB equals Postgres (Debezium streams with a delay).
-async fn load_until_equal(
+pub(crate) async fn load_until_equal(
     ctx: &TestContext,
     extra: &[&str],
     duckdb: &std::path::Path,
@@ -334,7 +334,7 @@ async fn converges_to_postgres_column_for_column_with_and_without_soft_delete() 
 }
 
 /// Waits until Debezium has created the topic of `table` (the snapshot runs after RUNNING).
-async fn wait_for_topic(ctx: &TestContext, table: &str) {
+pub(crate) async fn wait_for_topic(ctx: &TestContext, table: &str) {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let topic = format!("{}.{table}", ctx.topic_prefix);
     let consumer: BaseConsumer = ctx.kafka_config().create().unwrap();

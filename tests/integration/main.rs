@@ -12,6 +12,7 @@ mod dlq;
 mod generate_data;
 mod generated;
 mod harness;
+mod health;
 mod load;
 mod setup_source;
 mod snowflake;

@@ -1,0 +1,150 @@
+//! `cdcctl health` against the real stack: all ok on a loaded pipeline; a paused connector, an
+//! orphaned slot and a loader that fell behind each give the right row and exit code; Kafka
+//! Connect down exits 3.
+
+use std::time::{Duration, Instant};
+
+use cdcctl::error::{EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE};
+
+use crate::load::{DEMO, cdcctl_ok, demo_pipeline, load_until_equal, wait_for_topic};
+use crate::support::{TestContext, free_port};
+
+/// Runs `cdcctl health -o json ARGS`; returns the exit code and the report.
+fn health(ctx: &TestContext, args: &[&str]) -> (u8, serde_json::Value) {
+    let out = ctx
+        .cdcctl()
+        .env("CDCCTL_CONNECT_CONNECTOR", &ctx.connector)
+        .args(["health", "-o", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "health {args:?} printed no report ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1) as u8, report)
+}
+
+/// The row of `check` (its name starts with it).
+fn row<'a>(report: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"].as_str().unwrap().starts_with(check))
+        .unwrap_or_else(|| panic!("no `{check}` row in {report}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_of_a_pipeline_and_what_breaks_it() {
+    let ctx = TestContext::new("health").await;
+    demo_pipeline(&ctx, "50", "100").await;
+    for table in DEMO {
+        wait_for_topic(&ctx, table).await;
+    }
+    load_until_equal(&ctx, &[], &ctx.duckdb_path, "true").await;
+
+    // Everything loaded: all ok (the connector may still stream a little: lag stays under 10k).
+    let (code, report) = health(&ctx, &[]);
+    let not_ok: Vec<&serde_json::Value> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] != "ok")
+        .collect();
+    assert!(not_ok.is_empty(), "{not_ok:#?}");
+    assert_eq!(code, EXIT_OK);
+    assert_eq!(report["status"], "ok");
+    for check in [
+        "reachable",
+        "wal_level",
+        "slot ",
+        "change topics",
+        "lag of group",
+    ] {
+        assert_eq!(row(&report, check)["status"], "ok", "{check}: {report:#}");
+    }
+    assert_eq!(
+        row(&report, &format!("connector {}", ctx.connector))["value"],
+        "RUNNING"
+    );
+    assert_eq!(row(&report, "task 0")["status"], "ok");
+    for table in DEMO {
+        assert_eq!(
+            row(&report, &format!("freshness {table}"))["status"],
+            "ok",
+            "{report:#}"
+        );
+    }
+
+    // An orphaned slot: a warning (exit 0), failing with --strict.
+    let pg = ctx.pg().await;
+    let orphan = format!("{}_orphan", ctx.slot);
+    pg.query_one(
+        "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+        &[&orphan],
+    )
+    .await
+    .unwrap();
+    let (code, report) = health(&ctx, &[]);
+    assert_eq!(code, EXIT_OK, "{report:#}");
+    let orphaned = row(&report, &format!("orphaned slot {orphan}"));
+    assert_eq!(orphaned["status"], "warn", "{report:#}");
+    assert!(
+        orphaned["hint"]
+            .as_str()
+            .unwrap()
+            .contains("pg_drop_replication_slot")
+    );
+    let (code, _) = health(&ctx, &["--strict"]);
+    assert_eq!(code, EXIT_FAILED);
+    pg.query_one("SELECT pg_drop_replication_slot($1)", &[&orphan])
+        .await
+        .unwrap();
+
+    // The loader stopped while changes keep coming: the lag grows past the threshold.
+    cdcctl_ok(&ctx, &["generate-data", "--events", "200", "--seed", "11"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, report) = health(&ctx, &["--lag-warn", "1", "--lag-fail", "50"]);
+        let lag = row(&report, "lag of group");
+        if lag["status"] == "fail" {
+            assert_eq!(code, EXIT_FAILED, "{report:#}");
+            assert!(lag["hint"].as_str().unwrap().contains("cdcctl load"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lag never grew: {report:#}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // A paused connector fails, with the command that resumes it.
+    cdcctl_ok(&ctx, &["connector", "pause", &ctx.connector]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, report) = health(&ctx, &[]);
+        let connector = row(&report, &format!("connector {}", ctx.connector));
+        if connector["value"] == "PAUSED" {
+            assert_eq!(connector["status"], "fail");
+            assert!(
+                connector["hint"]
+                    .as_str()
+                    .unwrap()
+                    .contains("connector resume")
+            );
+            assert_eq!(code, EXIT_FAILED);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never paused: {report:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    cdcctl_ok(&ctx, &["connector", "resume", &ctx.connector]);
+
+    // Kafka Connect down: exit 3, the report still printed.
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let (code, report) = health(&ctx, &["--connect-url", &url]);
+    assert_eq!(code, EXIT_UNREACHABLE, "{report:#}");
+    assert_eq!(row(&report, "reachable")["status"], "fail");
+}

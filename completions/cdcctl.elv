@@ -40,6 +40,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand tail 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
             cand load 'Load CDC topics into the warehouse, keeping each table equal to its source table'
             cand replay-dlq 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
+            cand health 'Is the pipeline healthy? One row per check, from Postgres to the warehouse'
             cand config 'Show every effective setting and where it came from (secrets as ****)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -672,6 +673,41 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
         }
         &'cdcctl;replay-dlq;help;help'= {
         }
+        &'cdcctl;health'= {
+            cand --slot-warn 'WAL a replication slot may retain before a warning'
+            cand --slot-fail 'WAL a replication slot may retain before the check fails'
+            cand --lag-warn 'Messages the loader group may be behind before a warning'
+            cand --lag-fail 'Messages the loader group may be behind before the check fails'
+            cand --freshness-warn 'Time since a table''s last load before a warning'
+            cand --freshness-fail 'Time since a table''s last load before the check fails'
+            cand --timeout 'How long each layer''s checks may take'
+            cand --sink 'Where the loader writes: duckdb or snowflake [default: `load.sink`]'
+            cand --group 'The loader''s consumer group [default: `load.group`]'
+            cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
+            cand --brokers 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`'
+            cand --topic-prefix 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`'
+            cand --connect-url 'Kafka Connect REST URL'
+            cand --snowflake-account 'Snowflake account identifier (`orgname-account`)'
+            cand --snowflake-url 'Snowflake endpoint URL, overriding the one derived from the account'
+            cand --duckdb-path 'DuckDB database file'
+            cand --duckdb 'DuckDB database file'
+            cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
+            cand --config 'Configuration file to read instead of the searched ones'
+            cand -o 'Output format: tables for people, or JSON for scripts'
+            cand --output 'Output format: tables for people, or JSON for scripts'
+            cand --strict 'Warnings fail too (exit 1)'
+            cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand -q 'Print only data and errors: no progress, no warnings'
+            cand --quiet 'Print only data and errors: no progress, no warnings'
+            cand --no-color 'Never use colour (also when `NO_COLOR` is set)'
+            cand -y 'Answer yes to every confirmation prompt'
+            cand --yes 'Answer yes to every confirmation prompt'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'cdcctl;config'= {
             cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
             cand --brokers 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`'
@@ -721,6 +757,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand tail 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
             cand load 'Load CDC topics into the warehouse, keeping each table equal to its source table'
             cand replay-dlq 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
+            cand health 'Is the pipeline healthy? One row per check, from Postgres to the warehouse'
             cand config 'Show every effective setting and where it came from (secrets as ****)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -763,6 +800,8 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
         &'cdcctl;help;replay-dlq;show'= {
         }
         &'cdcctl;help;replay-dlq;replay'= {
+        }
+        &'cdcctl;help;health'= {
         }
         &'cdcctl;help;config'= {
         }

@@ -77,4 +77,8 @@ done
 step "cdcctl tail (the last changes of public.users, decoded)"
 cdcctl tail users --from offset:-5 --until-end
 
+step "cdcctl health (Connect, Postgres slot, Kafka lag, DuckDB freshness)"
+# Exit 0 healthy, 1 a check failed, 3 a service is down: shown, not fatal to the demo.
+cdcctl health --duckdb "$duckdb_file" --group cdcctl-demo || echo "cdcctl health exited $?"
+
 printf '\nThe stack keeps running; stop it with scripts/stack.sh down.\n'

@@ -534,7 +534,9 @@ async fn postgres_checks(config: &Config, pipeline: &Pipeline, t: Thresholds) ->
                 .threshold(threshold.clone());
                 if s != Status::Ok {
                     c.hint = Some(if active {
-                        "the connector is behind: check its task and the broker".into()
+                        "the slot's position lags: a behind connector, or a quiet database while \
+                         others write WAL (set the connector's `heartbeat.action.query`)"
+                            .into()
                     } else {
                         "no connector reads it: resume or restart the connector".into()
                     });

@@ -721,6 +721,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             break
         }
         'cdcctl;health' {
+            [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Check again every INTERVAL until Ctrl-C (redrawn on a terminal; JSON lines with -o json)')
             [CompletionResult]::new('--slot-warn', '--slot-warn', [CompletionResultType]::ParameterName, 'WAL a replication slot may retain before a warning')
             [CompletionResult]::new('--slot-fail', '--slot-fail', [CompletionResultType]::ParameterName, 'WAL a replication slot may retain before the check fails')
             [CompletionResult]::new('--lag-warn', '--lag-warn', [CompletionResultType]::ParameterName, 'Messages the loader group may be behind before a warning')

@@ -674,6 +674,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
         &'cdcctl;replay-dlq;help;help'= {
         }
         &'cdcctl;health'= {
+            cand --watch 'Check again every INTERVAL until Ctrl-C (redrawn on a terminal; JSON lines with -o json)'
             cand --slot-warn 'WAL a replication slot may retain before a warning'
             cand --slot-fail 'WAL a replication slot may retain before the check fails'
             cand --lag-warn 'Messages the loader group may be behind before a warning'

@@ -488,6 +488,7 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_see
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from help" -f -a "show" -d 'Dead letters one by one: where they came from, their headers, why they fail now'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from help" -f -a "replay" -d 'Replay the selected dead letters that now decode; put the others back, counted'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l watch -d 'Check again every INTERVAL until Ctrl-C (redrawn on a terminal; JSON lines with -o json)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l slot-warn -d 'WAL a replication slot may retain before a warning' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l slot-fail -d 'WAL a replication slot may retain before the check fails' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l lag-warn -d 'Messages the loader group may be behind before a warning' -r

@@ -786,6 +786,10 @@ pub struct HealthArgs {
     #[arg(long)]
     pub strict: bool,
 
+    /// Check again every INTERVAL until Ctrl-C (redrawn on a terminal; JSON lines with -o json)
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "5s")]
+    pub watch: Option<String>,
+
     /// WAL a replication slot may retain before a warning
     #[arg(long, value_name = "SIZE", default_value = "1GB")]
     pub slot_warn: String,

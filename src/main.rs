@@ -81,7 +81,11 @@ fn tune_malloc() {
 /// Commands that catch Ctrl-C themselves, to stop after their current transaction and still
 /// report what was committed (exit 0), instead of being cut off with exit 130.
 fn handles_ctrl_c(command: &Command) -> bool {
-    matches!(command, Command::GenerateData(_) | Command::Load(_))
+    match command {
+        Command::GenerateData(_) | Command::Load(_) => true,
+        Command::Health(args) => args.watch.is_some(),
+        _ => false,
+    }
 }
 
 /// Dispatches to the subcommand.

@@ -185,6 +185,40 @@ pub async fn run(args: &HealthArgs, config: &Config, out: &Output) -> Result<Out
             .map_err(|e| usage("--freshness-fail", e))?,
         timeout: parse_duration(&args.timeout).map_err(|e| usage("--timeout", e))?,
     };
+    let watch = match &args.watch {
+        None => None,
+        Some(raw) => Some(parse_duration(raw).map_err(|e| usage("--watch", e))?),
+    };
+    let Some(interval) = watch else {
+        let report = collect(config, t).await;
+        print(out, &report)?;
+        return Ok(outcome(&report, args.strict));
+    };
+    // --watch: check, print (redrawn on a terminal), wait; until Ctrl-C. The exit code is the
+    // last report's.
+    let last = loop {
+        let report = collect(config, t).await;
+        if out.is_json() {
+            out.json_line("health", &report)?;
+        } else {
+            if out.stdout_is_terminal() {
+                print!("\x1b[2J\x1b[H");
+            }
+            println!("{}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S"));
+            print(out, &report)?;
+        }
+        let code = outcome(&report, args.strict);
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => break code,
+        }
+    };
+    Ok(last)
+}
+
+/// Every check, Connect first (its config names the slot and the topic prefix), then the other
+/// layers concurrently, each within the timeout.
+async fn collect(config: &Config, t: Thresholds) -> Report {
     let (mut checks, pipeline) = connect_checks(config, t).await;
     let prefix = pipeline
         .topic_prefix
@@ -198,42 +232,39 @@ pub async fn run(args: &HealthArgs, config: &Config, out: &Output) -> Result<Out
         let config = config.clone();
         tokio::task::spawn_blocking(move || warehouse_checks(&config, t))
     };
-    let postgres = timed("postgres", t.timeout, postgres_checks(config, &pipeline, t)).await;
-    checks.extend(postgres);
-    let kafka = tokio::time::timeout(t.timeout, kafka_task).await;
-    checks.extend(match kafka {
-        Ok(Ok(c)) => c,
-        _ => vec![
-            check(
-                "kafka",
+    checks.extend(timed("postgres", t.timeout, postgres_checks(config, &pipeline, t)).await);
+    let joined = |task: tokio::task::JoinHandle<Vec<Check>>| async move {
+        task.await.unwrap_or_else(|e| {
+            vec![check(
+                "cdcctl",
                 "checks",
                 Status::Fail,
-                format!("no answer within {} s", t.timeout.as_secs()),
-            )
-            .threshold("--timeout"),
-        ],
-    });
-    let warehouse = tokio::time::timeout(t.timeout, warehouse_task).await;
-    checks.extend(match warehouse {
-        Ok(Ok(c)) => c,
-        _ => vec![
-            check(
-                "warehouse",
-                "checks",
-                Status::Fail,
-                format!("no answer within {} s", t.timeout.as_secs()),
-            )
-            .threshold("--timeout"),
-        ],
-    });
-
-    let worst = checks.iter().map(|c| c.status).max().unwrap_or(Status::Ok);
-    let unreachable = checks.iter().any(|c| c.unreachable);
-    let report = Report {
-        status: worst,
-        checks,
+                format!("a check panicked: {e}"),
+            )]
+        })
     };
-    out.report(&report, |w| {
+    checks.extend(timed("kafka", t.timeout, joined(kafka_task)).await);
+    checks.extend(timed("warehouse", t.timeout, joined(warehouse_task)).await);
+    Report {
+        status: checks.iter().map(|c| c.status).max().unwrap_or(Status::Ok),
+        checks,
+    }
+}
+
+/// The exit outcome of a report.
+fn outcome(report: &Report, strict: bool) -> Outcome {
+    if report.checks.iter().any(|c| c.unreachable) {
+        return Outcome::Unreachable;
+    }
+    match report.status {
+        Status::Fail => Outcome::Failed,
+        Status::Warn if strict => Outcome::Failed,
+        _ => Outcome::Ok,
+    }
+}
+
+fn print(out: &Output, report: &Report) -> Result<()> {
+    out.report(report, |w| {
         let mut table = out.table(["COMPONENT", "CHECK", "STATUS", "VALUE", "THRESHOLD", "HINT"]);
         for c in &report.checks {
             table.add_row([
@@ -256,14 +287,7 @@ pub async fn run(args: &HealthArgs, config: &Config, out: &Output) -> Result<Out
             count(Status::Fail)
         )
     })?;
-    if unreachable {
-        return Ok(Outcome::Unreachable);
-    }
-    Ok(match worst {
-        Status::Fail => Outcome::Failed,
-        Status::Warn if args.strict => Outcome::Failed,
-        _ => Outcome::Ok,
-    })
+    Ok(())
 }
 
 /// Runs a layer's checks with a timeout; a layer that does not answer fails.

@@ -142,6 +142,39 @@ async fn health_of_a_pipeline_and_what_breaks_it() {
     }
     cdcctl_ok(&ctx, &["connector", "resume", &ctx.connector]);
 
+    // --watch: a report per interval as JSON lines; Ctrl-C ends it with the last report's code.
+    let mut watch = ctx
+        .command()
+        .env("CDCCTL_CONNECT_CONNECTOR", &ctx.connector)
+        .args(["-o", "json", "health", "--watch", "1s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take(2)
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(lines.len(), 2);
+    // SAFETY: kill(2) on the PID of the child this test started.
+    unsafe { libc::kill(watch.id() as i32, libc::SIGINT) };
+    let status = watch.wait().unwrap();
+    let last: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(last["type"], "health");
+    let want = if last["data"]["status"] == "fail" {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    };
+    assert_eq!(status.code(), Some(i32::from(want)), "{last}");
+
     // Kafka Connect down: exit 3, the report still printed.
     let url = format!("http://127.0.0.1:{}", free_port());
     let (code, report) = health(&ctx, &["--connect-url", &url]);

@@ -44,6 +44,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('load', 'load', [CompletionResultType]::ParameterValue, 'Load CDC topics into the warehouse, keeping each table equal to its source table')
             [CompletionResult]::new('replay-dlq', 'replay-dlq', [CompletionResultType]::ParameterValue, 'Inspect the dead-letter topic of `load` and replay its messages after a fix')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Is the pipeline healthy? One row per check, from Postgres to the warehouse')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show every effective setting and where it came from (secrets as ****)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -757,6 +758,35 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'cdcctl;verify' {
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'With --diff, at most this many keys of each kind per table')
+            [CompletionResult]::new('--sink', '--sink', [CompletionResultType]::ParameterName, 'The warehouse: duckdb or snowflake [default: `load.sink`]')
+            [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'The loader''s consumer group, for its lag [default: `load.group`]')
+            [CompletionResult]::new('--postgres-url', '--postgres-url', [CompletionResultType]::ParameterName, 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`')
+            [CompletionResult]::new('--brokers', '--brokers', [CompletionResultType]::ParameterName, 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`')
+            [CompletionResult]::new('--topic-prefix', '--topic-prefix', [CompletionResultType]::ParameterName, 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`')
+            [CompletionResult]::new('--snowflake-account', '--snowflake-account', [CompletionResultType]::ParameterName, 'Snowflake account identifier (`orgname-account`)')
+            [CompletionResult]::new('--snowflake-url', '--snowflake-url', [CompletionResultType]::ParameterName, 'Snowflake endpoint URL, overriding the one derived from the account')
+            [CompletionResult]::new('--duckdb-path', '--duckdb-path', [CompletionResultType]::ParameterName, 'DuckDB database file')
+            [CompletionResult]::new('--duckdb', '--duckdb', [CompletionResultType]::ParameterName, 'DuckDB database file')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of cdcctl.toml to use (`[profiles.NAME]`)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file to read instead of the searched ones')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--diff', '--diff', [CompletionResultType]::ParameterName, 'List the keys that are missing, extra or different, with the differing columns')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--no-color', '--no-color', [CompletionResultType]::ParameterName, 'Never use colour (also when `NO_COLOR` is set)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'cdcctl;config' {
             [CompletionResult]::new('--postgres-url', '--postgres-url', [CompletionResultType]::ParameterName, 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`')
             [CompletionResult]::new('--brokers', '--brokers', [CompletionResultType]::ParameterName, 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`')
@@ -809,6 +839,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('load', 'load', [CompletionResultType]::ParameterValue, 'Load CDC topics into the warehouse, keeping each table equal to its source table')
             [CompletionResult]::new('replay-dlq', 'replay-dlq', [CompletionResultType]::ParameterValue, 'Inspect the dead-letter topic of `load` and replay its messages after a fix')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Is the pipeline healthy? One row per check, from Postgres to the warehouse')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show every effective setting and where it came from (secrets as ****)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -869,6 +900,9 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             break
         }
         'cdcctl;help;health' {
+            break
+        }
+        'cdcctl;help;verify' {
             break
         }
         'cdcctl;help;config' {

@@ -49,6 +49,9 @@ _cdcctl() {
             cdcctl,tail)
                 cmd="cdcctl__subcmd__tail"
                 ;;
+            cdcctl,verify)
+                cmd="cdcctl__subcmd__verify"
+                ;;
             cdcctl__subcmd__create__subcmd__connector,delete)
                 cmd="cdcctl__subcmd__create__subcmd__connector__subcmd__delete"
                 ;;
@@ -121,6 +124,9 @@ _cdcctl() {
             cdcctl__subcmd__help,tail)
                 cmd="cdcctl__subcmd__help__subcmd__tail"
                 ;;
+            cdcctl__subcmd__help,verify)
+                cmd="cdcctl__subcmd__help__subcmd__verify"
+                ;;
             cdcctl__subcmd__help__subcmd__create__subcmd__connector,delete)
                 cmd="cdcctl__subcmd__help__subcmd__create__subcmd__connector__subcmd__delete"
                 ;;
@@ -179,7 +185,7 @@ _cdcctl() {
 
     case "${cmd}" in
         cdcctl)
-            opts="-o -v -q -y -h -V --profile --config --output --verbose --quiet --no-color --yes --help --version setup-source generate-data create-connector connector tail load replay-dlq health config completions help"
+            opts="-o -v -q -y -h -V --profile --config --output --verbose --quiet --no-color --yes --help --version setup-source generate-data create-connector connector tail load replay-dlq health verify config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -891,7 +897,7 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__help)
-            opts="setup-source generate-data create-connector tail load replay-dlq health config completions help"
+            opts="setup-source generate-data create-connector tail load replay-dlq health verify config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1157,6 +1163,20 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__help__subcmd__tail)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__help__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1708,6 +1728,76 @@ _cdcctl() {
                     return 0
                     ;;
                 --topic-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__verify)
+            opts="-o -v -q -y -h -V --diff --limit --sink --group --postgres-url --brokers --topic-prefix --snowflake-account --snowflake-url --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sink)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --postgres-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --brokers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --topic-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --snowflake-account)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --snowflake-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duckdb-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duckdb)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

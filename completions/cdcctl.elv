@@ -41,6 +41,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand load 'Load CDC topics into the warehouse, keeping each table equal to its source table'
             cand replay-dlq 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
             cand health 'Is the pipeline healthy? One row per check, from Postgres to the warehouse'
+            cand verify 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys'
             cand config 'Show every effective setting and where it came from (secrets as ****)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -709,6 +710,34 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'cdcctl;verify'= {
+            cand --limit 'With --diff, at most this many keys of each kind per table'
+            cand --sink 'The warehouse: duckdb or snowflake [default: `load.sink`]'
+            cand --group 'The loader''s consumer group, for its lag [default: `load.group`]'
+            cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
+            cand --brokers 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`'
+            cand --topic-prefix 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`'
+            cand --snowflake-account 'Snowflake account identifier (`orgname-account`)'
+            cand --snowflake-url 'Snowflake endpoint URL, overriding the one derived from the account'
+            cand --duckdb-path 'DuckDB database file'
+            cand --duckdb 'DuckDB database file'
+            cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
+            cand --config 'Configuration file to read instead of the searched ones'
+            cand -o 'Output format: tables for people, or JSON for scripts'
+            cand --output 'Output format: tables for people, or JSON for scripts'
+            cand --diff 'List the keys that are missing, extra or different, with the differing columns'
+            cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand -q 'Print only data and errors: no progress, no warnings'
+            cand --quiet 'Print only data and errors: no progress, no warnings'
+            cand --no-color 'Never use colour (also when `NO_COLOR` is set)'
+            cand -y 'Answer yes to every confirmation prompt'
+            cand --yes 'Answer yes to every confirmation prompt'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'cdcctl;config'= {
             cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
             cand --brokers 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`'
@@ -759,6 +788,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand load 'Load CDC topics into the warehouse, keeping each table equal to its source table'
             cand replay-dlq 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
             cand health 'Is the pipeline healthy? One row per check, from Postgres to the warehouse'
+            cand verify 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys'
             cand config 'Show every effective setting and where it came from (secrets as ****)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -803,6 +833,8 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
         &'cdcctl;help;replay-dlq;replay'= {
         }
         &'cdcctl;help;health'= {
+        }
+        &'cdcctl;help;verify'= {
         }
         &'cdcctl;help;config'= {
         }

@@ -42,6 +42,7 @@ complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "tail" -d 'Read CDC to
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "load" -d 'Load CDC topics into the warehouse, keeping each table equal to its source table'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "replay-dlq" -d 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "health" -d 'Is the pipeline healthy? One row per check, from Postgres to the warehouse'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "verify" -d 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -516,6 +517,26 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l no-color -d 'Ne
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -s y -l yes -d 'Answer yes to every confirmation prompt'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l limit -d 'With --diff, at most this many keys of each kind per table' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l sink -d 'The warehouse: duckdb or snowflake [default: `load.sink`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l group -d 'The loader\'s consumer group, for its lag [default: `load.group`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l snowflake-account -d 'Snowflake account identifier (`orgname-account`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l snowflake-url -d 'Snowflake endpoint URL, overriding the one derived from the account' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l duckdb-path -l duckdb -d 'DuckDB database file' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l diff -d 'List the keys that are missing, extra or different, with the differing columns'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -s V -l version -d 'Print version'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
@@ -543,16 +564,17 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -l no-color -
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s y -l yes -d 'Answer yes to every confirmation prompt'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health config completions help" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health config completions help" -f -a "generate-data" -d 'Fill Postgres with realistic rows and drive a stream of changes'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health config completions help" -f -a "create-connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health config completions help" -f -a "tail" -d 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health config completions help" -f -a "load" -d 'Load CDC topics into the warehouse, keeping each table equal to its source table'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health config completions help" -f -a "replay-dlq" -d 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health config completions help" -f -a "health" -d 'Is the pipeline healthy? One row per check, from Postgres to the warehouse'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "generate-data" -d 'Fill Postgres with realistic rows and drive a stream of changes'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "create-connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "tail" -d 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "load" -d 'Load CDC topics into the warehouse, keeping each table equal to its source table'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "replay-dlq" -d 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "health" -d 'Is the pipeline healthy? One row per check, from Postgres to the warehouse'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "verify" -d 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "list" -d 'List the worker\'s connectors: state, tasks, topic prefix, slot and tables'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "status" -d 'Show a connector\'s state and each task\'s; exit 1 unless all are RUNNING'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "restart" -d 'Restart the connector\'s failed tasks (`--all`: the connector and every task)'

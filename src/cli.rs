@@ -151,6 +151,13 @@ pub enum Command {
     /// dead letters) and the warehouse (how long ago each table was loaded). Exit 0 when all are
     /// ok (warnings too, unless --strict), 1 when one fails, 3 when a service does not answer.
     Health(HealthArgs),
+    /// Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys
+    ///
+    /// Reads every row of each table on both sides (live rows only with --soft-delete tables),
+    /// renders the columns comparably (timestamps as epoch microseconds, JSON and arrays with
+    /// sorted keys, exact decimals), and compares row by row through the primary key. Says so
+    /// when the loader still has messages to load. Exit 0 equal, 1 differs.
+    Verify(VerifyArgs),
     /// Show every effective setting and where it came from (secrets as ****)
     Config(ConfigArgs),
     /// Print a shell completion script to stdout
@@ -777,6 +784,56 @@ pub struct TailArgs {
     /// Kafka connection flags.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+/// Arguments of `cdcctl verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Tables to verify (`users`, `commerce.products`) [default: every loaded table]
+    #[arg(value_name = "TABLE")]
+    pub tables: Vec<String>,
+
+    /// List the keys that are missing, extra or different, with the differing columns
+    #[arg(long)]
+    pub diff: bool,
+
+    /// With --diff, at most this many keys of each kind per table
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+
+    /// The warehouse: duckdb or snowflake [default: `load.sink`]
+    #[arg(long, value_name = "SINK")]
+    pub sink: Option<String>,
+
+    /// The loader's consumer group, for its lag [default: `load.group`]
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+
+    /// Postgres connection.
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+    /// Kafka connection.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Snowflake connection.
+    #[command(flatten)]
+    pub snowflake: SnowflakeArgs,
+    /// DuckDB file.
+    #[command(flatten)]
+    pub duckdb: DuckdbArgs,
+}
+
+impl VerifyArgs {
+    /// The config-backed flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        let mut v = self.postgres.flag_values();
+        v.extend(self.kafka.flag_values());
+        v.extend(self.snowflake.flag_values());
+        v.extend(self.duckdb.flag_values());
+        v.extend(flag("load.sink", "--sink", &self.sink));
+        v.extend(flag("load.group", "--group", &self.group));
+        v
+    }
 }
 
 /// Arguments of `cdcctl health`.

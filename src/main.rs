@@ -112,6 +112,10 @@ async fn run(cli: &Cli, out: &Output) -> Result<Outcome> {
             let config = load_config(&cli.global, args.flag_values())?;
             commands::load::run(args, &config, out).await
         }
+        Command::Verify(args) => {
+            let config = load_config(&cli.global, args.flag_values())?;
+            commands::verify::run(args, &config, out).await
+        }
         Command::Health(args) => {
             let config = load_config(&cli.global, args.flag_values())?;
             commands::health::run(args, &config, out).await

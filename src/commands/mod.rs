@@ -10,6 +10,7 @@ pub mod load;
 pub mod replay_dlq;
 pub mod setup_source;
 pub mod tail;
+pub mod verify;
 
 /// Joins the worker threads of a command; the first error wins, and a panicked thread is an
 /// error naming `what` ("a reader thread").

@@ -17,3 +17,4 @@ mod load;
 mod setup_source;
 mod snowflake;
 mod tail;
+mod verify;

@@ -95,12 +95,14 @@ async fn verify_is_equal_after_loading_and_names_what_was_changed_in_the_warehou
     let diff = users["diff"].as_array().unwrap();
     assert!(
         diff.iter()
-            .any(|d| d["kind"] == "missing" && d["key"] == deleted.to_string()),
+            .any(|d| d["kind"] == "missing"
+                && d["key"].as_str() == Some(deleted.to_string().as_str())),
         "{users}"
     );
     assert!(
         diff.iter()
-            .any(|d| d["kind"] == "extra" && d["key"] == inserted.to_string()),
+            .any(|d| d["kind"] == "extra"
+                && d["key"].as_str() == Some(inserted.to_string().as_str())),
         "{users}"
     );
     let products = table(&report, "commerce.products");

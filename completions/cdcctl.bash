@@ -1755,7 +1755,7 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__verify)
-            opts="-o -v -q -y -h -V --diff --limit --sink --group --postgres-url --brokers --topic-prefix --snowflake-account --snowflake-url --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            opts="-o -v -q -y -h -V --diff --limit --sink --group --postgres-url --brokers --topic-prefix --connect-url --snowflake-account --snowflake-url --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1782,6 +1782,10 @@ _cdcctl() {
                     return 0
                     ;;
                 --topic-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

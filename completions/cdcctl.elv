@@ -717,6 +717,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
             cand --brokers 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`'
             cand --topic-prefix 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`'
+            cand --connect-url 'Kafka Connect REST URL'
             cand --snowflake-account 'Snowflake account identifier (`orgname-account`)'
             cand --snowflake-url 'Snowflake endpoint URL, overriding the one derived from the account'
             cand --duckdb-path 'DuckDB database file'

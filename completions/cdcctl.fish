@@ -523,6 +523,7 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l group -d 'The l
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l connect-url -d 'Kafka Connect REST URL' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l snowflake-account -d 'Snowflake account identifier (`orgname-account`)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l snowflake-url -d 'Snowflake endpoint URL, overriding the one derived from the account' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l duckdb-path -l duckdb -d 'DuckDB database file' -r

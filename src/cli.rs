@@ -662,6 +662,21 @@ pub struct ConnectorDeleteArgs {
 /// Arguments of `cdcctl config`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
+    /// Every service's connection flags.
+    #[command(flatten)]
+    pub services: ServiceArgs,
+}
+
+impl ConfigArgs {
+    /// The config-backed flags that were given, highest layer of the merge.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        self.services.flag_values()
+    }
+}
+
+/// The connection flags of every service (`config`, `health`, `verify`).
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
     /// Postgres connection.
     #[command(flatten)]
     pub postgres: PostgresArgs,
@@ -679,8 +694,8 @@ pub struct ConfigArgs {
     pub duckdb: DuckdbArgs,
 }
 
-impl ConfigArgs {
-    /// The config-backed flags that were given, highest layer of the merge.
+impl ServiceArgs {
+    /// The flags that were given.
     pub fn flag_values(&self) -> Vec<FlagValue> {
         let mut v = self.postgres.flag_values();
         v.extend(self.kafka.flag_values());
@@ -809,27 +824,15 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
 
-    /// Postgres connection.
+    /// Every service's connection flags.
     #[command(flatten)]
-    pub postgres: PostgresArgs,
-    /// Kafka connection.
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    /// Snowflake connection.
-    #[command(flatten)]
-    pub snowflake: SnowflakeArgs,
-    /// DuckDB file.
-    #[command(flatten)]
-    pub duckdb: DuckdbArgs,
+    pub services: ServiceArgs,
 }
 
 impl VerifyArgs {
     /// The config-backed flags that were given.
     pub fn flag_values(&self) -> Vec<FlagValue> {
-        let mut v = self.postgres.flag_values();
-        v.extend(self.kafka.flag_values());
-        v.extend(self.snowflake.flag_values());
-        v.extend(self.duckdb.flag_values());
+        let mut v = self.services.flag_values();
         v.extend(flag("load.sink", "--sink", &self.sink));
         v.extend(flag("load.group", "--group", &self.group));
         v
@@ -883,31 +886,15 @@ pub struct HealthArgs {
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
 
-    /// Postgres connection.
+    /// Every service's connection flags.
     #[command(flatten)]
-    pub postgres: PostgresArgs,
-    /// Kafka connection.
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    /// Kafka Connect connection.
-    #[command(flatten)]
-    pub connect: ConnectArgs,
-    /// Snowflake connection.
-    #[command(flatten)]
-    pub snowflake: SnowflakeArgs,
-    /// DuckDB file.
-    #[command(flatten)]
-    pub duckdb: DuckdbArgs,
+    pub services: ServiceArgs,
 }
 
 impl HealthArgs {
     /// The config-backed flags that were given.
     pub fn flag_values(&self) -> Vec<FlagValue> {
-        let mut v = self.postgres.flag_values();
-        v.extend(self.kafka.flag_values());
-        v.extend(self.connect.flag_values());
-        v.extend(self.snowflake.flag_values());
-        v.extend(self.duckdb.flag_values());
+        let mut v = self.services.flag_values();
         v.extend(flag("load.sink", "--sink", &self.sink));
         v.extend(flag("load.group", "--group", &self.group));
         v

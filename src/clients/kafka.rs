@@ -239,7 +239,6 @@ impl Kafka {
     /// warehouse rejected this way, without keeping every message's bytes in memory).
     pub fn fetch(&self, positions: &[(String, i32, i64)]) -> Result<Vec<FetchedMessage>> {
         use rdkafka::Message;
-        use rdkafka::message::Headers as _;
         let session = self.open()?;
         let mut out = Vec::with_capacity(positions.len());
         for (topic, partition, offset) in positions {
@@ -263,11 +262,7 @@ impl Kafka {
                             offset: *offset,
                             key: m.key().map(<[u8]>::to_vec),
                             value: m.payload().map(<[u8]>::to_vec),
-                            headers: m.headers().map_or_else(Vec::new, |h| {
-                                h.iter()
-                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                                    .collect()
-                            }),
+                            headers: headers_of(&m),
                         });
                         break;
                     }
@@ -767,6 +762,17 @@ impl PartitionPosition {
     pub fn lag(&self) -> i64 {
         (self.high - self.committed.unwrap_or(self.low).max(self.low)).max(0)
     }
+}
+
+/// The headers of a message as cdcctl keeps them: name and optional value, in order.
+pub fn headers_of<M: rdkafka::Message>(message: &M) -> Vec<(String, Option<Vec<u8>>)> {
+    use rdkafka::message::Headers as _;
+    message.headers().map_or_else(Vec::new, |headers| {
+        headers
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+            .collect()
+    })
 }
 
 /// A message read again by [`Kafka::fetch`].

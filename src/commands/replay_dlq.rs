@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use rdkafka::Message;
-use rdkafka::message::Headers as _;
 use serde::Serialize;
 
 use crate::cdc::batch::Batch;
@@ -185,11 +184,7 @@ fn read(config: &Config, topic: &str, group: &str, all: bool) -> Result<Option<V
                 offset: m.offset(),
                 key: m.key().map(<[u8]>::to_vec),
                 value: m.payload().map(<[u8]>::to_vec),
-                headers: m.headers().map_or_else(Vec::new, |h| {
-                    h.iter()
-                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                        .collect()
-                }),
+                headers: crate::clients::kafka::headers_of(&m),
             }),
             Polled::CaughtUp => break,
             Polled::Idle => {}

@@ -54,26 +54,7 @@ pub(crate) struct Column {
     pub(crate) data_type: String,
 }
 
-/// A JSON document's text with object keys sorted and no spaces.
-pub(crate) fn canonical_json(text: &str) -> String {
-    fn sort(v: serde_json::Value) -> serde_json::Value {
-        match v {
-            serde_json::Value::Object(map) => {
-                let sorted: std::collections::BTreeMap<String, serde_json::Value> =
-                    map.into_iter().map(|(k, v)| (k, sort(v))).collect();
-                serde_json::Value::Object(sorted.into_iter().collect())
-            }
-            serde_json::Value::Array(items) => {
-                serde_json::Value::Array(items.into_iter().map(sort).collect())
-            }
-            other => other,
-        }
-    }
-    match serde_json::from_str(text) {
-        Ok(v) => sort(v).to_string(),
-        Err(_) => text.to_string(),
-    }
-}
+pub(crate) use cdcctl::commands::verify::canonical_json;
 
 /// The columns of `schema.table` in Postgres, with comparable renderings: timestamps as epoch
 /// microseconds, arrays as compact JSON, everything else as its text (exact decimals, jsonb as

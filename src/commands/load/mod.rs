@@ -50,35 +50,36 @@ pub async fn run(args: &LoadArgs, config: &Config, out: &Output) -> Result<Outco
 }
 
 /// Sets `stop` on the first Ctrl-C or SIGTERM; the loader then finishes its batch and exits.
+/// A second one exits at once: nothing that did not land is committed (offsets are only ever
+/// committed after their batch), so the batch in hand is read again next time.
 async fn wait_for_signal(stop: Arc<AtomicBool>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+    if !signal().await {
+        return;
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
     stop.store(true, Ordering::Relaxed);
-    // A second signal: exit at once. Nothing is committed that did not land: offsets are only
-    // ever committed after their batch.
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+    if signal().await {
         eprintln!("interrupted again: exiting now; the batch in hand is read again next time");
         std::process::exit(i32::from(crate::error::EXIT_INTERRUPTED));
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM; false when they cannot be listened to.
+async fn signal() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return false;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        true
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.is_ok()
     }
 }
 

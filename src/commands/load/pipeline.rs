@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rdkafka::Message;
-use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::message::BorrowedMessage;
 
 use super::metrics::{self, Committed, Metrics, Shared};
 use super::{Plan, Summary, TargetRows, Targets};
@@ -407,12 +407,7 @@ fn decode(decoder: &mut Decoder, message: &BorrowedMessage<'_>) -> Item {
         }
         Ok(other) => Item::Decoded(other),
         Err(e) => {
-            let headers = message.headers().map_or_else(Vec::new, |headers| {
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            });
+            let headers = crate::clients::kafka::headers_of(message);
             Item::Undecodable(Undecodable {
                 kafka: KafkaPosition {
                     topic: raw.topic.into(),

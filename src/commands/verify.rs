@@ -112,8 +112,17 @@ fn epoch_micros(text: &str) -> Option<String> {
         .map(|m| m.to_string())
 }
 
-/// Rows of one side: key text → (row hash, row).
+/// Rows of one side: key text → (row hash, the row's cells only with `--diff`, for naming the
+/// columns that differ; without it a million rows cost their keys and hashes only).
 type Side = HashMap<String, (u64, Vec<Option<String>>)>;
+
+/// How rows are collected.
+#[derive(Debug, Clone, Copy)]
+struct Collect<'a> {
+    columns: &'a [Column],
+    key_idx: &'a [usize],
+    keep_rows: bool,
+}
 
 fn row_hash(cells: &[Option<String>]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -121,18 +130,20 @@ fn row_hash(cells: &[Option<String>]) -> u64 {
     h.finish()
 }
 
-fn insert_row(side: &mut Side, columns: &[Column], key_idx: &[usize], raw: Vec<Option<String>>) {
+fn insert_row(side: &mut Side, how: Collect<'_>, raw: Vec<Option<String>>) {
     let cells: Vec<Option<String>> = raw
         .into_iter()
-        .zip(columns)
+        .zip(how.columns)
         .map(|(cell, c)| canonical(c.kind, cell))
         .collect();
-    let key = key_idx
+    let key = how
+        .key_idx
         .iter()
         .map(|&i| cells[i].clone().unwrap_or_default())
         .collect::<Vec<_>>()
         .join("|");
-    side.insert(key, (row_hash(&cells), cells));
+    let hash = row_hash(&cells);
+    side.insert(key, (hash, if how.keep_rows { cells } else { Vec::new() }));
 }
 
 /// One table's comparison.
@@ -249,16 +260,24 @@ pub async fn run(args: &VerifyArgs, config: &Config, out: &Output) -> Result<Out
             quote_ident(Dialect::DuckDb, schema),
             quote_ident(Dialect::DuckDb, table)
         );
+        let how = Collect {
+            columns: &columns,
+            key_idx: &key_idx,
+            keep_rows: args.diff,
+        };
+        // Streamed: the source rows are never all in memory at once.
         let mut source = Side::new();
-        for row in db
-            .query(&sql, &[])
+        let rows = db
+            .query_raw(&sql, std::iter::empty::<&str>())
             .await
-            .context("cannot read the source rows")?
-        {
+            .context("cannot read the source rows")?;
+        futures_util::pin_mut!(rows);
+        while let Some(row) = futures_util::StreamExt::next(&mut rows).await {
+            let row = row.context("cannot read the source rows")?;
             let raw = (0..columns.len()).map(|i| row.get(i)).collect();
-            insert_row(&mut source, &columns, &key_idx, raw);
+            insert_row(&mut source, how, raw);
         }
-        let target = warehouse_rows(config, schema, table, &columns, &key_idx)?;
+        let target = warehouse_rows(config, schema, table, how)?;
         reports.push(compare(
             schema, table, config, &columns, &source, &target, args,
         ));
@@ -452,13 +471,8 @@ fn open_duckdb(config: &Config) -> Result<duckdb::Connection> {
 }
 
 /// The live rows of the target table.
-fn warehouse_rows(
-    config: &Config,
-    schema: &str,
-    table: &str,
-    columns: &[Column],
-    key_idx: &[usize],
-) -> Result<Side> {
+fn warehouse_rows(config: &Config, schema: &str, table: &str, how: Collect<'_>) -> Result<Side> {
+    let columns = how.columns;
     let mut side = Side::new();
     if config.load.sink == "snowflake" {
         use crate::clients::snowflake::{Retry, Snowflake};
@@ -480,7 +494,7 @@ fn warehouse_rows(
             })
         })?;
         for row in result.rows {
-            insert_row(&mut side, columns, key_idx, row);
+            insert_row(&mut side, how, row);
         }
         return Ok(side);
     }
@@ -514,7 +528,7 @@ fn warehouse_rows(
         let raw = (0..columns.len())
             .map(|i| row.get::<_, Option<String>>(i))
             .collect::<Result<Vec<_>, _>>()?;
-        insert_row(&mut side, columns, key_idx, raw);
+        insert_row(&mut side, how, raw);
     }
     Ok(side)
 }

@@ -175,6 +175,42 @@ async fn health_of_a_pipeline_and_what_breaks_it() {
     };
     assert_eq!(status.code(), Some(i32::from(want)), "{last}");
 
+    // A failed task (its config names a publication that does not exist, which Connect's
+    // validation does not check): the task row fails with the first line of its trace.
+    let connect = ctx.connect();
+    let mut config = connect.config(&ctx.connector).await.unwrap();
+    let good = config.clone();
+    config.insert("publication.name".into(), "no_such_publication".into());
+    config.insert("publication.autocreate.mode".into(), "disabled".into());
+    connect.put_config(&ctx.connector, &config).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, report) = health(&ctx, &[]);
+        let task = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "task 0" && c["status"] == "fail");
+        if let Some(task) = task {
+            assert!(
+                task["value"].as_str().unwrap().starts_with("FAILED: "),
+                "{task}"
+            );
+            assert!(
+                task["hint"].as_str().unwrap().contains("connector restart"),
+                "{task}"
+            );
+            assert_eq!(code, EXIT_FAILED);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task never failed: {report:#}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    connect.put_config(&ctx.connector, &good).await.unwrap();
+
     // Kafka Connect down: exit 3, the report still printed.
     let url = format!("http://127.0.0.1:{}", free_port());
     let (code, report) = health(&ctx, &["--connect-url", &url]);

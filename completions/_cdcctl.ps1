@@ -723,12 +723,12 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
         }
         'cdcctl;health' {
             [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Check again every INTERVAL until Ctrl-C (redrawn on a terminal; JSON lines with -o json)')
-            [CompletionResult]::new('--slot-warn', '--slot-warn', [CompletionResultType]::ParameterName, 'WAL a replication slot may retain before a warning')
-            [CompletionResult]::new('--slot-fail', '--slot-fail', [CompletionResultType]::ParameterName, 'WAL a replication slot may retain before the check fails')
-            [CompletionResult]::new('--lag-warn', '--lag-warn', [CompletionResultType]::ParameterName, 'Messages the loader group may be behind before a warning')
-            [CompletionResult]::new('--lag-fail', '--lag-fail', [CompletionResultType]::ParameterName, 'Messages the loader group may be behind before the check fails')
-            [CompletionResult]::new('--freshness-warn', '--freshness-warn', [CompletionResultType]::ParameterName, 'Time since a table''s last load before a warning')
-            [CompletionResult]::new('--freshness-fail', '--freshness-fail', [CompletionResultType]::ParameterName, 'Time since a table''s last load before the check fails')
+            [CompletionResult]::new('--slot-warn', '--slot-warn', [CompletionResultType]::ParameterName, 'WAL a replication slot may retain before a warning [default: `health.slot_warn`, 1GB]')
+            [CompletionResult]::new('--slot-fail', '--slot-fail', [CompletionResultType]::ParameterName, 'WAL a replication slot may retain before the check fails [default: `health.slot_fail`, 10GB]')
+            [CompletionResult]::new('--lag-warn', '--lag-warn', [CompletionResultType]::ParameterName, 'Messages the loader group may be behind before a warning [default: `health.lag_warn`, 10000]')
+            [CompletionResult]::new('--lag-fail', '--lag-fail', [CompletionResultType]::ParameterName, 'Messages the loader group may be behind before the check fails [default: `health.lag_fail`, 1000000]')
+            [CompletionResult]::new('--freshness-warn', '--freshness-warn', [CompletionResultType]::ParameterName, 'Time since a table''s last load before a warning [default: `health.freshness_warn`, 15m]')
+            [CompletionResult]::new('--freshness-fail', '--freshness-fail', [CompletionResultType]::ParameterName, 'Time since a table''s last load before the check fails [default: `health.freshness_fail`, 6h]')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'How long each layer''s checks may take')
             [CompletionResult]::new('--sink', '--sink', [CompletionResultType]::ParameterName, 'Where the loader writes: duckdb or snowflake [default: `load.sink`]')
             [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'The loader''s consumer group [default: `load.group`]')

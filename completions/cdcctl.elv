@@ -676,12 +676,12 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
         }
         &'cdcctl;health'= {
             cand --watch 'Check again every INTERVAL until Ctrl-C (redrawn on a terminal; JSON lines with -o json)'
-            cand --slot-warn 'WAL a replication slot may retain before a warning'
-            cand --slot-fail 'WAL a replication slot may retain before the check fails'
-            cand --lag-warn 'Messages the loader group may be behind before a warning'
-            cand --lag-fail 'Messages the loader group may be behind before the check fails'
-            cand --freshness-warn 'Time since a table''s last load before a warning'
-            cand --freshness-fail 'Time since a table''s last load before the check fails'
+            cand --slot-warn 'WAL a replication slot may retain before a warning [default: `health.slot_warn`, 1GB]'
+            cand --slot-fail 'WAL a replication slot may retain before the check fails [default: `health.slot_fail`, 10GB]'
+            cand --lag-warn 'Messages the loader group may be behind before a warning [default: `health.lag_warn`, 10000]'
+            cand --lag-fail 'Messages the loader group may be behind before the check fails [default: `health.lag_fail`, 1000000]'
+            cand --freshness-warn 'Time since a table''s last load before a warning [default: `health.freshness_warn`, 15m]'
+            cand --freshness-fail 'Time since a table''s last load before the check fails [default: `health.freshness_fail`, 6h]'
             cand --timeout 'How long each layer''s checks may take'
             cand --sink 'Where the loader writes: duckdb or snowflake [default: `load.sink`]'
             cand --group 'The loader''s consumer group [default: `load.group`]'

@@ -490,12 +490,12 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_see
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from help" -f -a "replay" -d 'Replay the selected dead letters that now decode; put the others back, counted'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l watch -d 'Check again every INTERVAL until Ctrl-C (redrawn on a terminal; JSON lines with -o json)' -r
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l slot-warn -d 'WAL a replication slot may retain before a warning' -r
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l slot-fail -d 'WAL a replication slot may retain before the check fails' -r
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l lag-warn -d 'Messages the loader group may be behind before a warning' -r
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l lag-fail -d 'Messages the loader group may be behind before the check fails' -r
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l freshness-warn -d 'Time since a table\'s last load before a warning' -r
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l freshness-fail -d 'Time since a table\'s last load before the check fails' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l slot-warn -d 'WAL a replication slot may retain before a warning [default: `health.slot_warn`, 1GB]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l slot-fail -d 'WAL a replication slot may retain before the check fails [default: `health.slot_fail`, 10GB]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l lag-warn -d 'Messages the loader group may be behind before a warning [default: `health.lag_warn`, 10000]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l lag-fail -d 'Messages the loader group may be behind before the check fails [default: `health.lag_fail`, 1000000]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l freshness-warn -d 'Time since a table\'s last load before a warning [default: `health.freshness_warn`, 15m]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l freshness-fail -d 'Time since a table\'s last load before the check fails [default: `health.freshness_fail`, 6h]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l timeout -d 'How long each layer\'s checks may take' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l sink -d 'Where the loader writes: duckdb or snowflake [default: `load.sink`]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l group -d 'The loader\'s consumer group [default: `load.group`]' -r

@@ -850,29 +850,33 @@ pub struct HealthArgs {
     #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "5s")]
     pub watch: Option<String>,
 
-    /// WAL a replication slot may retain before a warning
-    #[arg(long, value_name = "SIZE", default_value = "1GB")]
-    pub slot_warn: String,
+    /// WAL a replication slot may retain before a warning [default: `health.slot_warn`, 1GB]
+    #[arg(long, value_name = "SIZE")]
+    pub slot_warn: Option<String>,
 
-    /// WAL a replication slot may retain before the check fails
-    #[arg(long, value_name = "SIZE", default_value = "10GB")]
-    pub slot_fail: String,
+    /// WAL a replication slot may retain before the check fails [default: `health.slot_fail`,
+    /// 10GB]
+    #[arg(long, value_name = "SIZE")]
+    pub slot_fail: Option<String>,
 
-    /// Messages the loader group may be behind before a warning
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
-    pub lag_warn: i64,
+    /// Messages the loader group may be behind before a warning [default: `health.lag_warn`,
+    /// 10000]
+    #[arg(long, value_name = "N")]
+    pub lag_warn: Option<String>,
 
-    /// Messages the loader group may be behind before the check fails
-    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
-    pub lag_fail: i64,
+    /// Messages the loader group may be behind before the check fails [default:
+    /// `health.lag_fail`, 1000000]
+    #[arg(long, value_name = "N")]
+    pub lag_fail: Option<String>,
 
-    /// Time since a table's last load before a warning
-    #[arg(long, value_name = "DURATION", default_value = "15m")]
-    pub freshness_warn: String,
+    /// Time since a table's last load before a warning [default: `health.freshness_warn`, 15m]
+    #[arg(long, value_name = "DURATION")]
+    pub freshness_warn: Option<String>,
 
-    /// Time since a table's last load before the check fails
-    #[arg(long, value_name = "DURATION", default_value = "6h")]
-    pub freshness_fail: String,
+    /// Time since a table's last load before the check fails [default:
+    /// `health.freshness_fail`, 6h]
+    #[arg(long, value_name = "DURATION")]
+    pub freshness_fail: Option<String>,
 
     /// How long each layer's checks may take
     #[arg(long, value_name = "DURATION", default_value = "15s")]
@@ -895,6 +899,20 @@ impl HealthArgs {
     /// The config-backed flags that were given.
     pub fn flag_values(&self) -> Vec<FlagValue> {
         let mut v = self.services.flag_values();
+        v.extend(flag("health.slot_warn", "--slot-warn", &self.slot_warn));
+        v.extend(flag("health.slot_fail", "--slot-fail", &self.slot_fail));
+        v.extend(flag("health.lag_warn", "--lag-warn", &self.lag_warn));
+        v.extend(flag("health.lag_fail", "--lag-fail", &self.lag_fail));
+        v.extend(flag(
+            "health.freshness_warn",
+            "--freshness-warn",
+            &self.freshness_warn,
+        ));
+        v.extend(flag(
+            "health.freshness_fail",
+            "--freshness-fail",
+            &self.freshness_fail,
+        ));
         v.extend(flag("load.sink", "--sink", &self.sink));
         v.extend(flag("load.group", "--group", &self.group));
         v

@@ -115,6 +115,18 @@ pub mod env {
     pub const CDCCTL_LOAD_BATCH_SIZE: &str = "CDCCTL_LOAD_BATCH_SIZE";
     /// Longest wait before `load` flushes a partial batch, e.g. `500ms`, `1s`.
     pub const CDCCTL_LOAD_FLUSH_INTERVAL: &str = "CDCCTL_LOAD_FLUSH_INTERVAL";
+    /// WAL a slot may retain before `health` warns, e.g. `1GB`.
+    pub const CDCCTL_HEALTH_SLOT_WARN: &str = "CDCCTL_HEALTH_SLOT_WARN";
+    /// WAL a slot may retain before `health` fails.
+    pub const CDCCTL_HEALTH_SLOT_FAIL: &str = "CDCCTL_HEALTH_SLOT_FAIL";
+    /// Loader lag (messages) before `health` warns.
+    pub const CDCCTL_HEALTH_LAG_WARN: &str = "CDCCTL_HEALTH_LAG_WARN";
+    /// Loader lag (messages) before `health` fails.
+    pub const CDCCTL_HEALTH_LAG_FAIL: &str = "CDCCTL_HEALTH_LAG_FAIL";
+    /// Time since a table's last load before `health` warns, e.g. `15m`.
+    pub const CDCCTL_HEALTH_FRESHNESS_WARN: &str = "CDCCTL_HEALTH_FRESHNESS_WARN";
+    /// Time since a table's last load before `health` fails.
+    pub const CDCCTL_HEALTH_FRESHNESS_FAIL: &str = "CDCCTL_HEALTH_FRESHNESS_FAIL";
 
     /// Every variable above, for documentation checks.
     pub const ALL: &[&str] = &[
@@ -167,6 +179,12 @@ pub mod env {
         CDCCTL_LOAD_GROUP,
         CDCCTL_LOAD_BATCH_SIZE,
         CDCCTL_LOAD_FLUSH_INTERVAL,
+        CDCCTL_HEALTH_SLOT_WARN,
+        CDCCTL_HEALTH_SLOT_FAIL,
+        CDCCTL_HEALTH_LAG_WARN,
+        CDCCTL_HEALTH_LAG_FAIL,
+        CDCCTL_HEALTH_FRESHNESS_WARN,
+        CDCCTL_HEALTH_FRESHNESS_FAIL,
     ];
 }
 
@@ -415,6 +433,42 @@ pub const KEYS: &[KeySpec] = &[
         Some("1s"),
         &[env::CDCCTL_LOAD_FLUSH_INTERVAL],
     ),
+    spec(
+        "health.slot_warn",
+        Kind::Text,
+        Some("1GB"),
+        &[env::CDCCTL_HEALTH_SLOT_WARN],
+    ),
+    spec(
+        "health.slot_fail",
+        Kind::Text,
+        Some("10GB"),
+        &[env::CDCCTL_HEALTH_SLOT_FAIL],
+    ),
+    spec(
+        "health.lag_warn",
+        Kind::Count,
+        Some("10000"),
+        &[env::CDCCTL_HEALTH_LAG_WARN],
+    ),
+    spec(
+        "health.lag_fail",
+        Kind::Count,
+        Some("1000000"),
+        &[env::CDCCTL_HEALTH_LAG_FAIL],
+    ),
+    spec(
+        "health.freshness_warn",
+        Kind::Duration,
+        Some("15m"),
+        &[env::CDCCTL_HEALTH_FRESHNESS_WARN],
+    ),
+    spec(
+        "health.freshness_fail",
+        Kind::Duration,
+        Some("6h"),
+        &[env::CDCCTL_HEALTH_FRESHNESS_FAIL],
+    ),
 ];
 
 fn key_spec(key: &str) -> Option<&'static KeySpec> {
@@ -660,6 +714,23 @@ pub struct LoadConfig {
     pub flush_interval: Duration,
 }
 
+/// Thresholds of `health`.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// WAL a slot may retain before a warning (a size such as `1GB`).
+    pub slot_warn: String,
+    /// WAL a slot may retain before a failure.
+    pub slot_fail: String,
+    /// Loader lag before a warning.
+    pub lag_warn: u64,
+    /// Loader lag before a failure.
+    pub lag_fail: u64,
+    /// Time since a table's last load before a warning.
+    pub freshness_warn: Duration,
+    /// Time since a table's last load before a failure.
+    pub freshness_fail: Duration,
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -679,6 +750,8 @@ pub struct Config {
     pub duckdb: DuckdbConfig,
     /// Load defaults.
     pub load: LoadConfig,
+    /// `health` thresholds.
+    pub health: HealthConfig,
     views: Vec<SettingView>,
 }
 
@@ -1246,6 +1319,20 @@ impl Config {
                     .parse()
                     .expect("validated above"),
                 flush_interval: parse_duration(&required("load.flush_interval")?)
+                    .expect("validated above"),
+            },
+            health: HealthConfig {
+                slot_warn: required("health.slot_warn")?,
+                slot_fail: required("health.slot_fail")?,
+                lag_warn: required("health.lag_warn")?
+                    .parse()
+                    .expect("validated above"),
+                lag_fail: required("health.lag_fail")?
+                    .parse()
+                    .expect("validated above"),
+                freshness_warn: parse_duration(&required("health.freshness_warn")?)
+                    .expect("validated above"),
+                freshness_fail: parse_duration(&required("health.freshness_fail")?)
                     .expect("validated above"),
             },
             views,

@@ -174,15 +174,14 @@ pub async fn run(args: &HealthArgs, config: &Config, out: &Output) -> Result<Out
         message: format!("{flag}: {e}"),
         hint: Some("sizes like `1GB`, durations like `5m`".into()),
     };
+    let h = &config.health;
     let t = Thresholds {
-        slot_warn: parse_bytes(&args.slot_warn).map_err(|e| usage("--slot-warn", e))?,
-        slot_fail: parse_bytes(&args.slot_fail).map_err(|e| usage("--slot-fail", e))?,
-        lag_warn: args.lag_warn,
-        lag_fail: args.lag_fail,
-        fresh_warn: parse_duration(&args.freshness_warn)
-            .map_err(|e| usage("--freshness-warn", e))?,
-        fresh_fail: parse_duration(&args.freshness_fail)
-            .map_err(|e| usage("--freshness-fail", e))?,
+        slot_warn: parse_bytes(&h.slot_warn).map_err(|e| usage("health.slot_warn", e))?,
+        slot_fail: parse_bytes(&h.slot_fail).map_err(|e| usage("health.slot_fail", e))?,
+        lag_warn: i64::try_from(h.lag_warn).unwrap_or(i64::MAX),
+        lag_fail: i64::try_from(h.lag_fail).unwrap_or(i64::MAX),
+        fresh_warn: h.freshness_warn,
+        fresh_fail: h.freshness_fail,
         timeout: parse_duration(&args.timeout).map_err(|e| usage("--timeout", e))?,
     };
     let watch = match &args.watch {

@@ -80,6 +80,22 @@ async fn health_of_a_pipeline_and_what_breaks_it() {
         );
     }
 
+    // Thresholds come from the profile or the environment too.
+    let out = ctx
+        .cdcctl()
+        .env("CDCCTL_CONNECT_CONNECTOR", &ctx.connector)
+        .env("CDCCTL_HEALTH_FRESHNESS_WARN", "0s")
+        .args(["health", "-o", "json"])
+        .output()
+        .unwrap();
+    let stale: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        row(&stale, "freshness public.users")["status"],
+        "warn",
+        "{stale:#}"
+    );
+    assert_eq!(out.status.code(), Some(0), "warnings exit 0");
+
     // An orphaned slot: a warning (exit 0), failing with --strict.
     let pg = ctx.pg().await;
     let orphan = format!("{}_orphan", ctx.slot);

@@ -313,6 +313,9 @@ async fn timed(
 #[derive(Debug, Default)]
 struct Pipeline {
     slot: Option<String>,
+    /// `publication.name`, and the tables of `table.include.list`.
+    publication: Option<String>,
+    tables: Vec<crate::clients::postgres::TableName>,
     topic_prefix: Option<String>,
     /// Slots named by any connector on the worker.
     claimed_slots: BTreeSet<String>,
@@ -368,6 +371,11 @@ async fn connect_checks(config: &Config, t: Thresholds) -> (Vec<Check>, Pipeline
     match client.find_config(name).await {
         Ok(Some(cfg)) => {
             pipeline.slot = cfg.get("slot.name").cloned();
+            pipeline.publication = cfg.get("publication.name").cloned();
+            pipeline.tables = cfg
+                .get("table.include.list")
+                .map(|list| included_tables(list))
+                .unwrap_or_default();
             pipeline.topic_prefix = cfg.get("topic.prefix").cloned();
         }
         Ok(None) => {
@@ -454,6 +462,21 @@ async fn connect_checks(config: &Config, t: Thresholds) -> (Vec<Check>, Pipeline
     (checks, pipeline)
 }
 
+/// The tables of a `table.include.list` that names tables (`public.users`, `public\\.users`);
+/// patterns that are real regexes are skipped.
+fn included_tables(list: &str) -> Vec<crate::clients::postgres::TableName> {
+    list.split(',')
+        .filter_map(|item| {
+            let plain = item.trim().replace("\\.", ".");
+            if plain.chars().any(|c| "*+?[](){}|^$\\".contains(c)) {
+                return None;
+            }
+            let (schema, table) = plain.split_once('.')?;
+            Some(crate::clients::postgres::TableName::new(schema, table))
+        })
+        .collect()
+}
+
 fn first_line(trace: &str) -> String {
     let line = trace.lines().next().unwrap_or_default();
     match line.char_indices().nth(160) {
@@ -499,6 +522,56 @@ async fn postgres_checks(config: &Config, pipeline: &Pipeline, t: Thresholds) ->
             checks.push(c);
         }
         Err(e) => checks.push(check("postgres", "wal_level", Status::Fail, e.to_string())),
+    }
+    if let Some(name) = &pipeline.publication {
+        match crate::clients::postgres::find_publication(db, name).await {
+            Ok(None) => checks.push(
+                check(
+                    "postgres",
+                    format!("publication {name}"),
+                    Status::Fail,
+                    "does not exist",
+                )
+                .hint("`cdcctl setup-source` creates it"),
+            ),
+            Ok(Some(publication)) => {
+                let missing: Vec<String> = pipeline
+                    .tables
+                    .iter()
+                    .filter(|t| !publication.covers(std::slice::from_ref(*t)))
+                    .map(|t| format!("{}.{}", t.schema, t.name))
+                    .collect();
+                checks.push(if missing.is_empty() {
+                    check(
+                        "postgres",
+                        format!("publication {name}"),
+                        Status::Ok,
+                        if publication.all_tables {
+                            "all tables".to_string()
+                        } else {
+                            format!("covers the {} captured table(s)", pipeline.tables.len())
+                        },
+                    )
+                } else {
+                    check(
+                        "postgres",
+                        format!("publication {name}"),
+                        Status::Fail,
+                        format!("does not publish {}", missing.join(", ")),
+                    )
+                    .hint(format!(
+                        "their changes never reach Kafka: `cdcctl setup-source --tables {}`",
+                        missing.join(",")
+                    ))
+                });
+            }
+            Err(e) => checks.push(check(
+                "postgres",
+                format!("publication {name}"),
+                Status::Fail,
+                crate::error::one_line(&e),
+            )),
+        }
     }
     let rows = db
         .query(
@@ -861,6 +934,16 @@ fn snowflake_ages(config: &Config) -> Result<Option<Vec<(String, Duration)>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn included_tables_are_read_from_names_not_patterns() {
+        let t = included_tables("public.users, public\\.orders,commerce.*,x");
+        let names: Vec<String> = t
+            .iter()
+            .map(|t| format!("{}.{}", t.schema, t.name))
+            .collect();
+        assert_eq!(names, ["public.users", "public.orders"]);
+    }
 
     #[test]
     fn sizes_and_grades() {

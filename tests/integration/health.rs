@@ -80,6 +80,28 @@ async fn health_of_a_pipeline_and_what_breaks_it() {
         );
     }
 
+    // A publication that stops publishing a captured table fails, naming it.
+    let publication = row(&report, "publication ")["check"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("publication ")
+        .to_string();
+    assert_eq!(row(&report, "publication ")["status"], "ok");
+    let pg = ctx.pg().await;
+    let alter = |verb: &str| {
+        format!("ALTER PUBLICATION \"{publication}\" {verb} TABLE \"commerce\".\"products\"")
+    };
+    pg.batch_execute(&alter("DROP")).await.unwrap();
+    let (code, broken) = health(&ctx, &[]);
+    let p = row(&broken, "publication ");
+    assert_eq!(p["status"], "fail", "{broken:#}");
+    assert!(
+        p["value"].as_str().unwrap().contains("commerce.products"),
+        "{p}"
+    );
+    assert_eq!(code, EXIT_FAILED);
+    pg.batch_execute(&alter("ADD")).await.unwrap();
+
     // Thresholds come from the profile or the environment too.
     let out = ctx
         .cdcctl()
@@ -97,7 +119,6 @@ async fn health_of_a_pipeline_and_what_breaks_it() {
     assert_eq!(out.status.code(), Some(0), "warnings exit 0");
 
     // An orphaned slot: a warning (exit 0), failing with --strict.
-    let pg = ctx.pg().await;
     let orphan = format!("{}_orphan", ctx.slot);
     pg.query_one(
         "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",

@@ -729,6 +729,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--lag-fail', '--lag-fail', [CompletionResultType]::ParameterName, 'Messages the loader group may be behind before the check fails [default: `health.lag_fail`, 1000000]')
             [CompletionResult]::new('--freshness-warn', '--freshness-warn', [CompletionResultType]::ParameterName, 'Time since a table''s last load before a warning [default: `health.freshness_warn`, 15m]')
             [CompletionResult]::new('--freshness-fail', '--freshness-fail', [CompletionResultType]::ParameterName, 'Time since a table''s last load before the check fails [default: `health.freshness_fail`, 6h]')
+            [CompletionResult]::new('--loader-metrics', '--loader-metrics', [CompletionResultType]::ParameterName, 'A running loader''s --metrics-file: adds its warehouse circuit breaker and liveness')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'How long each layer''s checks may take')
             [CompletionResult]::new('--sink', '--sink', [CompletionResultType]::ParameterName, 'Where the loader writes: duckdb or snowflake [default: `load.sink`]')
             [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'The loader''s consumer group [default: `load.group`]')

@@ -795,7 +795,7 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__health)
-            opts="-o -v -q -y -h -V --strict --watch --slot-warn --slot-fail --lag-warn --lag-fail --freshness-warn --freshness-fail --timeout --sink --group --postgres-url --brokers --topic-prefix --connect-url --snowflake-account --snowflake-url --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            opts="-o -v -q -y -h -V --strict --watch --slot-warn --slot-fail --lag-warn --lag-fail --freshness-warn --freshness-fail --loader-metrics --timeout --sink --group --postgres-url --brokers --topic-prefix --connect-url --snowflake-account --snowflake-url --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -826,6 +826,10 @@ _cdcctl() {
                     return 0
                     ;;
                 --freshness-fail)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --loader-metrics)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -682,6 +682,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --lag-fail 'Messages the loader group may be behind before the check fails [default: `health.lag_fail`, 1000000]'
             cand --freshness-warn 'Time since a table''s last load before a warning [default: `health.freshness_warn`, 15m]'
             cand --freshness-fail 'Time since a table''s last load before the check fails [default: `health.freshness_fail`, 6h]'
+            cand --loader-metrics 'A running loader''s --metrics-file: adds its warehouse circuit breaker and liveness'
             cand --timeout 'How long each layer''s checks may take'
             cand --sink 'Where the loader writes: duckdb or snowflake [default: `load.sink`]'
             cand --group 'The loader''s consumer group [default: `load.group`]'

@@ -496,6 +496,7 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l lag-warn -d 'Me
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l lag-fail -d 'Messages the loader group may be behind before the check fails [default: `health.lag_fail`, 1000000]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l freshness-warn -d 'Time since a table\'s last load before a warning [default: `health.freshness_warn`, 15m]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l freshness-fail -d 'Time since a table\'s last load before the check fails [default: `health.freshness_fail`, 6h]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l loader-metrics -d 'A running loader\'s --metrics-file: adds its warehouse circuit breaker and liveness' -r -F
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l timeout -d 'How long each layer\'s checks may take' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l sink -d 'Where the loader writes: duckdb or snowflake [default: `load.sink`]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l group -d 'The loader\'s consumer group [default: `load.group`]' -r

@@ -878,6 +878,10 @@ pub struct HealthArgs {
     #[arg(long, value_name = "DURATION")]
     pub freshness_fail: Option<String>,
 
+    /// A running loader's --metrics-file: adds its warehouse circuit breaker and liveness
+    #[arg(long, value_name = "PATH")]
+    pub loader_metrics: Option<std::path::PathBuf>,
+
     /// How long each layer's checks may take
     #[arg(long, value_name = "DURATION", default_value = "15s")]
     pub timeout: String,

@@ -63,6 +63,9 @@ pub struct Check {
     /// The service did not answer (exit 3).
     #[serde(skip)]
     unreachable: bool,
+    /// A count behind the value (pending dead letters), for growth between `--watch` rounds.
+    #[serde(skip)]
+    count: Option<i64>,
 }
 
 fn check(
@@ -79,6 +82,7 @@ fn check(
         threshold: String::new(),
         hint: None,
         unreachable: false,
+        count: None,
     }
 }
 
@@ -189,14 +193,22 @@ pub async fn run(args: &HealthArgs, config: &Config, out: &Output) -> Result<Out
         Some(raw) => Some(parse_duration(raw).map_err(|e| usage("--watch", e))?),
     };
     let Some(interval) = watch else {
-        let report = collect(config, t).await;
+        let report = collect(config, t, args.loader_metrics.as_deref()).await;
         print(out, &report)?;
         return Ok(outcome(&report, args.strict));
     };
     // --watch: check, print (redrawn on a terminal), wait; until Ctrl-C. The exit code is the
     // last report's.
+    let mut previous: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let last = loop {
-        let report = collect(config, t).await;
+        let mut report = collect(config, t, args.loader_metrics.as_deref()).await;
+        for c in &mut report.checks {
+            if let Some(n) = c.count
+                && let Some(before) = previous.insert(c.check.clone(), n)
+            {
+                c.value = format!("{} ({:+} since the last check)", c.value, n - before);
+            }
+        }
         if out.is_json() {
             out.json_line("health", &report)?;
         } else {
@@ -217,7 +229,11 @@ pub async fn run(args: &HealthArgs, config: &Config, out: &Output) -> Result<Out
 
 /// Every check, Connect first (its config names the slot and the topic prefix), then the other
 /// layers concurrently, each within the timeout.
-async fn collect(config: &Config, t: Thresholds) -> Report {
+async fn collect(
+    config: &Config,
+    t: Thresholds,
+    loader_metrics: Option<&std::path::Path>,
+) -> Report {
     let (mut checks, pipeline) = connect_checks(config, t).await;
     let prefix = pipeline
         .topic_prefix
@@ -244,10 +260,76 @@ async fn collect(config: &Config, t: Thresholds) -> Report {
     };
     checks.extend(timed("kafka", t.timeout, joined(kafka_task)).await);
     checks.extend(timed("warehouse", t.timeout, joined(warehouse_task)).await);
+    if let Some(path) = loader_metrics {
+        checks.extend(loader_checks(path));
+    }
     Report {
         status: checks.iter().map(|c| c.status).max().unwrap_or(Status::Ok),
         checks,
     }
+}
+
+/// The running loader, from its `--metrics-file`: its warehouse circuit breaker, and whether it
+/// still writes the file.
+fn loader_checks(path: &std::path::Path) -> Vec<Check> {
+    let read = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let Some(metrics) = read else {
+        return vec![
+            check(
+                "loader",
+                "metrics file",
+                Status::Fail,
+                format!("cannot read `{}`", path.display()),
+            )
+            .hint("start the loader with `--metrics-file` at that path"),
+        ];
+    };
+    let mut checks = Vec::new();
+    let age = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .unwrap_or_default();
+    let s = if age > Duration::from_secs(60) {
+        Status::Warn
+    } else {
+        Status::Ok
+    };
+    let mut c = check(
+        "loader",
+        "metrics file",
+        s,
+        format!("written {} s ago", age.as_secs()),
+    )
+    .threshold("60 s");
+    if s != Status::Ok {
+        c.hint = Some("is the loader still running?".into());
+    }
+    checks.push(c);
+    let breaker = metrics["warehouse"]["breaker"]
+        .as_str()
+        .unwrap_or("unknown");
+    let retries = metrics["warehouse"]["retries"].as_u64().unwrap_or(0);
+    let s = match breaker {
+        "closed" => Status::Ok,
+        "half-open" => Status::Warn,
+        _ => Status::Fail,
+    };
+    let mut c = check(
+        "loader",
+        "warehouse circuit breaker",
+        s,
+        format!("{breaker}, {retries} retries so far"),
+    )
+    .threshold("closed");
+    if s != Status::Ok {
+        c.hint =
+            Some("the warehouse is unavailable to the loader; no offsets move meanwhile".into());
+    }
+    checks.push(c);
+    checks
 }
 
 /// The exit outcome of a report.
@@ -768,6 +850,7 @@ fn kafka_checks(config: &Config, prefix: &str, t: Thresholds) -> Vec<Check> {
                     format!("{n} pending"),
                 )
                 .threshold("0");
+                c.count = Some(n);
                 if n > 0 {
                     c.hint = Some("`cdcctl replay-dlq` lists them".into());
                 }

@@ -440,6 +440,16 @@ async fn load_into_snowflake_converges_and_survives_sigkill() {
     // A replay from the beginning (another group) changes nothing.
     let group = format!("{}-replay", ctx.group);
     load_until_equal(&ctx, &["--group", &group], "true").await;
+
+    // verify agrees, table by table, through the Snowflake client.
+    let mut args = vec!["verify", "--sink", "snowflake", "-o", "json"];
+    args.extend(DEMO);
+    let out = ctx.cdcctl().args(&args).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["equal"], true, "{report:#}");
+    assert_eq!(report["tables"].as_array().unwrap().len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -729,6 +739,29 @@ async fn a_warehouse_outage_opens_the_breaker_moves_no_offsets_and_recovers() {
         before,
         "no offsets move while the warehouse is down"
     );
+    // `health` shows the running loader's breaker from its metrics file.
+    let out = ctx
+        .cdcctl()
+        .args([
+            "health",
+            "-o",
+            "json",
+            "--sink",
+            "snowflake",
+            "--loader-metrics",
+        ])
+        .arg(&metrics_path)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let breaker = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "warehouse circuit breaker")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_ne!(breaker["status"], "ok", "{breaker}");
+    assert_eq!(out.status.code(), Some(1));
 
     // Back: the next probe succeeds, the breaker closes, everything lands.
     proxy.up().await;

@@ -732,7 +732,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--loader-metrics', '--loader-metrics', [CompletionResultType]::ParameterName, 'A running loader''s --metrics-file: adds its warehouse circuit breaker and liveness')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'How long each layer''s checks may take')
             [CompletionResult]::new('--sink', '--sink', [CompletionResultType]::ParameterName, 'Where the loader writes: duckdb or snowflake [default: `load.sink`]')
-            [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'The loader''s consumer group [default: `load.group`]')
+            [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'The loader''s consumer group, for its lag [default: `load.group`]')
             [CompletionResult]::new('--postgres-url', '--postgres-url', [CompletionResultType]::ParameterName, 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`')
             [CompletionResult]::new('--brokers', '--brokers', [CompletionResultType]::ParameterName, 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`')
             [CompletionResult]::new('--topic-prefix', '--topic-prefix', [CompletionResultType]::ParameterName, 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`')
@@ -761,7 +761,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
         }
         'cdcctl;verify' {
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'With --diff, at most this many keys of each kind per table')
-            [CompletionResult]::new('--sink', '--sink', [CompletionResultType]::ParameterName, 'The warehouse: duckdb or snowflake [default: `load.sink`]')
+            [CompletionResult]::new('--sink', '--sink', [CompletionResultType]::ParameterName, 'Where the loader writes: duckdb or snowflake [default: `load.sink`]')
             [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'The loader''s consumer group, for its lag [default: `load.group`]')
             [CompletionResult]::new('--postgres-url', '--postgres-url', [CompletionResultType]::ParameterName, 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`')
             [CompletionResult]::new('--brokers', '--brokers', [CompletionResultType]::ParameterName, 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`')

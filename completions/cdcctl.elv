@@ -685,7 +685,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --loader-metrics 'A running loader''s --metrics-file: adds its warehouse circuit breaker and liveness'
             cand --timeout 'How long each layer''s checks may take'
             cand --sink 'Where the loader writes: duckdb or snowflake [default: `load.sink`]'
-            cand --group 'The loader''s consumer group [default: `load.group`]'
+            cand --group 'The loader''s consumer group, for its lag [default: `load.group`]'
             cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
             cand --brokers 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`'
             cand --topic-prefix 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`'
@@ -713,7 +713,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
         }
         &'cdcctl;verify'= {
             cand --limit 'With --diff, at most this many keys of each kind per table'
-            cand --sink 'The warehouse: duckdb or snowflake [default: `load.sink`]'
+            cand --sink 'Where the loader writes: duckdb or snowflake [default: `load.sink`]'
             cand --group 'The loader''s consumer group, for its lag [default: `load.group`]'
             cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
             cand --brokers 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`'

@@ -499,7 +499,7 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l freshness-fail 
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l loader-metrics -d 'A running loader\'s --metrics-file: adds its warehouse circuit breaker and liveness' -r -F
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l timeout -d 'How long each layer\'s checks may take' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l sink -d 'Where the loader writes: duckdb or snowflake [default: `load.sink`]' -r
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l group -d 'The loader\'s consumer group [default: `load.group`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l group -d 'The loader\'s consumer group, for its lag [default: `load.group`]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
@@ -519,7 +519,7 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -s y -l yes -d 'An
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand health" -s V -l version -d 'Print version'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l limit -d 'With --diff, at most this many keys of each kind per table' -r
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l sink -d 'The warehouse: duckdb or snowflake [default: `load.sink`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l sink -d 'Where the loader writes: duckdb or snowflake [default: `load.sink`]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l group -d 'The loader\'s consumer group, for its lag [default: `load.group`]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r

@@ -816,13 +816,9 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub limit: usize,
 
-    /// The warehouse: duckdb or snowflake [default: `load.sink`]
-    #[arg(long, value_name = "SINK")]
-    pub sink: Option<String>,
-
-    /// The loader's consumer group, for its lag [default: `load.group`]
-    #[arg(long, value_name = "NAME")]
-    pub group: Option<String>,
+    /// The loader's sink and group.
+    #[command(flatten)]
+    pub loader: LoaderArgs,
 
     /// Every service's connection flags.
     #[command(flatten)]
@@ -833,9 +829,33 @@ impl VerifyArgs {
     /// The config-backed flags that were given.
     pub fn flag_values(&self) -> Vec<FlagValue> {
         let mut v = self.services.flag_values();
-        v.extend(flag("load.sink", "--sink", &self.sink));
-        v.extend(flag("load.group", "--group", &self.group));
+        v.extend(self.loader.flag_values());
         v
+    }
+}
+
+/// Which loader `health` and `verify` look at.
+#[derive(Debug, Args)]
+pub struct LoaderArgs {
+    /// Where the loader writes: duckdb or snowflake [default: `load.sink`]
+    #[arg(long, value_name = "SINK")]
+    pub sink: Option<String>,
+
+    /// The loader's consumer group, for its lag [default: `load.group`]
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+}
+
+impl LoaderArgs {
+    /// The flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        [
+            flag("load.sink", "--sink", &self.sink),
+            flag("load.group", "--group", &self.group),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -886,13 +906,9 @@ pub struct HealthArgs {
     #[arg(long, value_name = "DURATION", default_value = "15s")]
     pub timeout: String,
 
-    /// Where the loader writes: duckdb or snowflake [default: `load.sink`]
-    #[arg(long, value_name = "SINK")]
-    pub sink: Option<String>,
-
-    /// The loader's consumer group [default: `load.group`]
-    #[arg(long, value_name = "NAME")]
-    pub group: Option<String>,
+    /// The loader's sink and group.
+    #[command(flatten)]
+    pub loader: LoaderArgs,
 
     /// Every service's connection flags.
     #[command(flatten)]
@@ -917,8 +933,7 @@ impl HealthArgs {
             "--freshness-fail",
             &self.freshness_fail,
         ));
-        v.extend(flag("load.sink", "--sink", &self.sink));
-        v.extend(flag("load.group", "--group", &self.group));
+        v.extend(self.loader.flag_values());
         v
     }
 }

@@ -7,7 +7,8 @@
 //!    - Postgres: reachable, `wal_level = logical`, the connector's slot exists, is active and
 //!      retains less WAL than the thresholds; inactive slots of the database that no connector on
 //!      the worker uses (orphans, retaining WAL until the disk fills).
-//!    - Kafka: reachable; the change topics exist; the loader group's lag per topic and in total;
+//!    - Kafka: reachable; the change topics exist; the loader group's lag per partition and in
+//!      total;
 //!      the dead letters not yet replayed.
 //!    - The warehouse (DuckDB or Snowflake): reachable; per table the age of the last load
 //!      (`_cdc_processed_at`).
@@ -797,17 +798,22 @@ fn kafka_checks(config: &Config, prefix: &str, t: Thresholds) -> Vec<Check> {
             Ok(positions) => {
                 let threshold = format!("warn {}, fail {}", t.lag_warn, t.lag_fail);
                 let mut total = 0;
-                for topic in &change {
-                    let lag: i64 = positions
-                        .iter()
-                        .filter(|p| p.topic == topic.name)
-                        .map(|p| p.lag())
-                        .sum();
+                // One row per partition (named `topic/partition` when a topic has several).
+                for p in &positions {
+                    let lag = p.lag();
                     total += lag;
+                    let several = change
+                        .iter()
+                        .any(|t| t.name == p.topic && t.partitions.len() > 1);
+                    let name = if several {
+                        format!("lag {}/{}", p.topic, p.partition)
+                    } else {
+                        format!("lag {}", p.topic)
+                    };
                     checks.push(
                         check(
                             "kafka",
-                            format!("lag {}", topic.name),
+                            name,
                             grade(lag, t.lag_warn, t.lag_fail),
                             format!("{lag} messages"),
                         )

@@ -676,6 +676,8 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
         }
         'cdcctl;replay-dlq;replay' {
             [CompletionResult]::new('--sink', '--sink', [CompletionResultType]::ParameterName, 'Where the rows go when applied: duckdb or snowflake [default: `load.sink`]')
+            [CompletionResult]::new('--target-schema', '--target-schema', [CompletionResultType]::ParameterName, 'Target schema, as the loader''s `--target-schema`')
+            [CompletionResult]::new('--table-map', '--table-map', [CompletionResultType]::ParameterName, 'Source table → target table, as the loader''s `--table-map` (repeatable)')
             [CompletionResult]::new('--dlq-topic', '--dlq-topic', [CompletionResultType]::ParameterName, 'The dead-letter topic [default: `<prefix>.dlq`]')
             [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'Consumer group that remembers what was replayed')
             [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Only dead letters of this source table: `users`, `commerce.products`')

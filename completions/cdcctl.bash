@@ -1515,13 +1515,21 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__replay__subcmd__dlq__subcmd__replay)
-            opts="-o -v -q -y -h -V --to-source-topic --dry-run --sink --dlq-topic --group --all --table --error-class --since --offset --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            opts="-o -v -q -y -h -V --to-source-topic --dry-run --sink --target-schema --table-map --dlq-topic --group --all --table --error-class --since --offset --profile --config --output --verbose --quiet --no-color --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --sink)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target-schema)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --table-map)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -635,6 +635,8 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
         }
         &'cdcctl;replay-dlq;replay'= {
             cand --sink 'Where the rows go when applied: duckdb or snowflake [default: `load.sink`]'
+            cand --target-schema 'Target schema, as the loader''s `--target-schema`'
+            cand --table-map 'Source table → target table, as the loader''s `--table-map` (repeatable)'
             cand --dlq-topic 'The dead-letter topic [default: `<prefix>.dlq`]'
             cand --group 'Consumer group that remembers what was replayed'
             cand --table 'Only dead letters of this source table: `users`, `commerce.products`'

@@ -466,6 +466,8 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_see
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l sink -d 'Where the rows go when applied: duckdb or snowflake [default: `load.sink`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l target-schema -d 'Target schema, as the loader\'s `--target-schema`' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l table-map -d 'Source table → target table, as the loader\'s `--table-map` (repeatable)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l dlq-topic -d 'The dead-letter topic [default: `<prefix>.dlq`]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l group -d 'Consumer group that remembers what was replayed' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l table -d 'Only dead letters of this source table: `users`, `commerce.products`' -r

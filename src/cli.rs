@@ -1009,6 +1009,12 @@ pub enum DlqAction {
         /// Where the rows go when applied: duckdb or snowflake [default: `load.sink`]
         #[arg(long, value_name = "SINK")]
         sink: Option<String>,
+        /// Target schema, as the loader's `--target-schema`
+        #[arg(long, value_name = "SCHEMA")]
+        target_schema: Option<String>,
+        /// Source table → target table, as the loader's `--table-map` (repeatable)
+        #[arg(long, value_name = "SOURCE=TARGET")]
+        table_map: Vec<String>,
     },
 }
 

@@ -70,18 +70,21 @@ pub async fn run(args: &ReplayDlqArgs, config: &Config, out: &Output) -> Result<
         Some(DlqAction::Replay {
             to_source_topic,
             dry_run,
+            target_schema,
+            table_map,
             ..
         }) => {
-            let plan = ReplayPlan {
+            let mut plan = ReplayPlan {
                 topic,
                 group: args.group.clone(),
                 to_source_topic: *to_source_topic,
                 dry_run: *dry_run,
+                targets: Targets::parse(target_schema.as_deref(), table_map)?,
             };
             let config = config.clone();
             let out = out.clone();
             tokio::task::spawn_blocking(move || {
-                replay(&plan, &records, &filter, &config, &out, &runtime)
+                replay(&mut plan, &records, &filter, &config, &out, &runtime)
             })
             .await
             .context("the replay thread failed")?
@@ -458,6 +461,8 @@ struct ReplayPlan {
     group: String,
     to_source_topic: bool,
     dry_run: bool,
+    /// Where applied rows go (the loader's `--target-schema`/`--table-map`).
+    targets: Targets,
 }
 
 /// `replay` output.
@@ -477,7 +482,7 @@ struct Replayed {
 }
 
 fn replay(
-    plan: &ReplayPlan,
+    plan: &mut ReplayPlan,
     records: &[Record],
     filter: &Filter,
     config: &Config,
@@ -534,6 +539,7 @@ fn replay(
         .into());
     }
 
+    let bar = out.progress(Some(selected.len() as u64), "replaying");
     let kafka = Kafka::new(&config.kafka);
     let producer = kafka.producer()?;
     let timeout = std::time::Duration::from_secs(60);
@@ -565,8 +571,9 @@ fn replay(
             producer.send_all(topic, &messages, timeout)?;
         }
     } else if !ok.is_empty() {
-        report.rows_changed = apply(&ok, config, runtime)?;
+        report.rows_changed = apply(&ok, &mut plan.targets, config, runtime)?;
     }
+    bar.inc(ok.len() as u64);
     // Still failing: back in the dead-letter topic, one more attempt.
     let again: Vec<dlq::Headers> = failing
         .iter()
@@ -587,8 +594,10 @@ fn replay(
         })
         .collect();
     producer.send_all(&plan.topic, &messages, timeout)?;
+    bar.inc(failing.len() as u64);
 
     commit(plan, records, filter, config)?;
+    bar.finish_and_clear();
     out.report(&report, |w| {
         writeln!(
             w,
@@ -608,8 +617,13 @@ fn replay(
     Ok(Outcome::Ok)
 }
 
-/// Applies decoded dead letters to the warehouse like `load` (default targets).
-fn apply(records: &[&Record], config: &Config, runtime: &tokio::runtime::Handle) -> Result<u64> {
+/// Applies decoded dead letters to the warehouse like `load` (same target naming).
+fn apply(
+    records: &[&Record],
+    targets: &mut Targets,
+    config: &Config,
+    runtime: &tokio::runtime::Handle,
+) -> Result<u64> {
     let choice = match config.load.sink.as_str() {
         "snowflake" => SinkChoice::Snowflake,
         _ => SinkChoice::DuckDb {
@@ -624,8 +638,7 @@ fn apply(records: &[&Record], config: &Config, runtime: &tokio::runtime::Handle)
             batch.push(decoded.clone());
         }
     }
-    let mut targets = Targets::parse(None, &[])?;
-    let applied = apply_compacted(sink.as_mut(), &mut targets, &batch.finish())?;
+    let applied = apply_compacted(sink.as_mut(), targets, &batch.finish())?;
     Ok(applied.rows_changed)
 }
 

@@ -721,8 +721,9 @@ async fn a_warehouse_outage_opens_the_breaker_moves_no_offsets_and_recovers() {
     let before = committed();
     assert_eq!(before, 5);
 
-    // The outage: new changes arrive, the warehouse cannot take them.
+    // The outage, 60 s: new changes arrive, the warehouse cannot take them.
     proxy.down();
+    let down_at = Instant::now();
     produce(5..11).await;
     wait_for("the breaker to open", 90, || {
         metrics(&metrics_path)["warehouse"]["breaker"] != "closed"
@@ -763,7 +764,18 @@ async fn a_warehouse_outage_opens_the_breaker_moves_no_offsets_and_recovers() {
     assert_ne!(breaker["status"], "ok", "{breaker}");
     assert_eq!(out.status.code(), Some(1));
 
-    // Back: the next probe succeeds, the breaker closes, everything lands.
+    // Back after 60 s: the next probe succeeds, the breaker closes, everything lands.
+    tokio::time::sleep(Duration::from_secs(60).saturating_sub(down_at.elapsed())).await;
+    let during = metrics(&metrics_path);
+    assert_ne!(
+        during["warehouse"]["breaker"], "closed",
+        "still open after a minute: {during}"
+    );
+    assert_eq!(
+        committed(),
+        before,
+        "no offsets moved during the whole outage"
+    );
     proxy.up().await;
     wait_for("the loader to recover", 90, || {
         let m = metrics(&metrics_path);

@@ -231,7 +231,8 @@ pub(crate) fn apply_compacted(
 pub(crate) struct Targets {
     schema: Option<String>,
     map: Vec<(String, String, TableName)>,
-    /// Targets handed out so far, with their source: two sources never share a target.
+    /// Targets handed out so far, case-folded (DuckDB matches names case-insensitively and
+    /// Snowflake upper-cases them), with their source: two sources never share a target.
     given: HashMap<TableName, TableId>,
 }
 
@@ -289,7 +290,11 @@ impl Targets {
                 table: table.name.to_string(),
             },
         };
-        match self.given.get(&target) {
+        let key = TableName {
+            schema: target.schema.as_deref().map(str::to_ascii_uppercase),
+            table: target.table.to_ascii_uppercase(),
+        };
+        match self.given.get(&key) {
             Some(other) if other != table => Err(CliError::Usage {
                 message: format!(
                     "source tables {other} and {table} would both load into {}",
@@ -301,7 +306,7 @@ impl Targets {
             }),
             Some(_) => Ok(target),
             None => {
-                self.given.insert(target.clone(), table.clone());
+                self.given.insert(key, table.clone());
                 Ok(target)
             }
         }
@@ -386,6 +391,15 @@ mod tests {
         let err = t.target(&id("commerce", "users")).unwrap_err();
         assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
         assert!(err.hint().unwrap().contains("--table-map commerce.users="));
+    }
+
+    #[test]
+    fn names_differing_only_in_case_collide() {
+        // DuckDB matches names case-insensitively, Snowflake upper-cases them: one table.
+        let mut t = Targets::parse(None, &["public.Users=people".into()]).unwrap();
+        assert!(t.target(&id("public", "PEOPLE")).is_ok());
+        let err = t.target(&id("public", "Users")).unwrap_err();
+        assert!(err.to_string().contains("would both load into"), "{err}");
     }
 
     #[test]

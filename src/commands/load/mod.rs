@@ -233,7 +233,7 @@ pub(crate) struct Targets {
     map: Vec<(String, String, TableName)>,
     /// Targets handed out so far, case-folded (DuckDB matches names case-insensitively and
     /// Snowflake upper-cases them), with their source: two sources never share a target.
-    given: HashMap<TableName, TableId>,
+    given: HashMap<TableName, (TableId, TableName)>,
 }
 
 impl Targets {
@@ -294,7 +294,7 @@ impl Targets {
             schema: target.schema.as_deref().map(str::to_ascii_uppercase),
             table: target.table.to_ascii_uppercase(),
         };
-        match self.given.get(&key) {
+        match self.given.get(&key).map(|(source, _)| source) {
             Some(other) if other != table => Err(CliError::Usage {
                 message: format!(
                     "source tables {other} and {table} would both load into {}",
@@ -306,7 +306,7 @@ impl Targets {
             }),
             Some(_) => Ok(target),
             None => {
-                self.given.insert(key, table.clone());
+                self.given.insert(key, (table.clone(), target.clone()));
                 Ok(target)
             }
         }
@@ -318,8 +318,8 @@ impl Targets {
     fn pairs(&self) -> Vec<(TableId, TableName)> {
         let mut pairs: Vec<(TableId, TableName)> = self
             .given
-            .iter()
-            .map(|(target, source)| (source.clone(), target.clone()))
+            .values()
+            .map(|(source, target)| (source.clone(), target.clone()))
             .collect();
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         pairs

@@ -45,7 +45,8 @@ CONNECT_HOME=$CACHE/connect
 PG_CONNECTOR_CLASS=io.debezium.connector.postgresql.PostgresConnector
 
 # libssl-dev and pkg-config: cdcctl links OpenSSL for Postgres TLS (sslmode prefer/require).
-APT_PACKAGES=(postgresql-15 openjdk-17-jre-headless kcat libjetty9-java libreflections-java curl jq patch libssl-dev pkg-config)
+# openssl: the Snowflake key-pair tests make their keys with the CLI.
+APT_PACKAGES=(postgresql-15 openjdk-17-jre-headless kcat libjetty9-java libreflections-java curl jq patch libssl-dev pkg-config openssl)
 # Pinned so every machine gets the set verified in STACK.md section 4.
 PY_REQUIREMENTS=(
     'fakesnow[server]==0.12.1'

@@ -12,27 +12,14 @@ use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::load::load;
-use crate::support::{TestContext, repo_root};
+use crate::support::TestContext;
 
 /// A produced message: key, value, and the error class when it is malformed.
 type Produced = (Vec<u8>, Option<Vec<u8>>, Option<&'static str>);
 
 /// (key, value) of the users fixture: a consistent stream that leaves only id 1.
 fn fixture() -> Vec<(String, Option<String>)> {
-    let text = std::fs::read_to_string(
-        repo_root().join("tests/fixtures/debezium/schemas-true/cdc.public.users.jsonl"),
-    )
-    .unwrap();
-    text.lines()
-        .take(11)
-        .map(|l| {
-            let m: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                m["key"].as_str().unwrap().to_string(),
-                m["payload"].as_str().map(str::to_owned),
-            )
-        })
-        .collect()
+    crate::load::users_fixture(11)
 }
 
 /// Malformed message number `i` and the error class it must get.
@@ -139,15 +126,11 @@ async fn malformed_messages_go_to_the_dlq_and_the_valid_stream_loads() {
                 "{stderr}"
             );
         }
-        let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
-        let ids: Vec<i64> = conn
-            .prepare("SELECT id FROM public.users ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(ids, vec![1], "run {run}: the valid stream is loaded");
+        assert_eq!(
+            crate::load::duck_ids(&ctx.duckdb_path, "public.users"),
+            vec![1],
+            "run {run}: the valid stream is loaded"
+        );
     }
 
     // Every malformed message is in the DLQ once, unchanged, with its headers.

@@ -496,6 +496,36 @@ async fn a_new_source_column_appears_in_duckdb_during_a_run() {
 
 /// Produces the first `n` messages of the real `cdc.public.users` fixture (11: snapshot,
 /// changes, deletes, tombstones) to `topic`, then `extra` (key, value) messages.
+/// (key, value) of the first `n` messages of the users fixture: a consistent stream that, at
+/// 11 messages, leaves only id 1 (`None`: a tombstone).
+pub(crate) fn users_fixture(n: usize) -> Vec<(String, Option<String>)> {
+    let text = std::fs::read_to_string(
+        repo_root().join("tests/fixtures/debezium/schemas-true/cdc.public.users.jsonl"),
+    )
+    .unwrap();
+    text.lines()
+        .take(n)
+        .map(|l| {
+            let m: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                m["key"].as_str().unwrap().to_string(),
+                m["payload"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// The ids of a DuckDB table (`schema.table`), in order.
+pub(crate) fn duck_ids(path: &std::path::Path, table: &str) -> Vec<i64> {
+    let conn = duckdb::Connection::open(path).unwrap();
+    conn.prepare(&format!("SELECT id FROM {table} ORDER BY id"))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 pub(crate) async fn produce_users_fixture(
     ctx: &TestContext,
     topic: &str,
@@ -564,16 +594,8 @@ async fn table_map_and_target_schema_name_the_duckdb_tables() {
     );
     assert_eq!(code, EXIT_OK, "{stderr}");
     for (path, table) in [(&ctx.duckdb_path, "app.people"), (&other, "raw.users")] {
-        let conn = duckdb::Connection::open(path).unwrap();
-        let ids: Vec<i64> = conn
-            .prepare(&format!("SELECT id FROM {table} ORDER BY id"))
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
         // Ids 2 and 3 were deleted in the stream; id 1 remains.
-        assert_eq!(ids, vec![1], "{table}");
+        assert_eq!(duck_ids(path, table), vec![1], "{table}");
     }
 }
 
@@ -689,21 +711,7 @@ async fn a_broker_restart_during_a_run_loses_nothing() {
     let ctx = TestContext::new("load_broker_restart").await;
     let mut broker = crate::support::PrivateBroker::start();
     let topic = format!("{}.public.users", ctx.topic_prefix);
-    let fixture = std::fs::read_to_string(
-        repo_root().join("tests/fixtures/debezium/schemas-true/cdc.public.users.jsonl"),
-    )
-    .unwrap();
-    let lines: Vec<(String, Option<String>)> = fixture
-        .lines()
-        .take(11)
-        .map(|l| {
-            let m: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                m["key"].as_str().unwrap().to_string(),
-                m["payload"].as_str().map(str::to_owned),
-            )
-        })
-        .collect();
+    let lines = users_fixture(11);
     let address = broker.address.clone();
     let produce = |range: std::ops::Range<usize>| {
         let producer: FutureProducer = rdkafka::ClientConfig::new()
@@ -779,13 +787,9 @@ async fn a_broker_restart_during_a_run_loses_nothing() {
     );
     assert!(stderr.contains("answers again"), "and its end: {stderr}");
 
-    let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
-    let ids: Vec<i64> = conn
-        .prepare("SELECT id FROM public.users ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(ids, vec![1], "the end state of the stream, nothing lost");
+    assert_eq!(
+        duck_ids(&ctx.duckdb_path, "public.users"),
+        vec![1],
+        "the end state of the stream, nothing lost"
+    );
 }

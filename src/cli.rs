@@ -158,6 +158,14 @@ pub enum Command {
     /// sorted keys, exact decimals), and compares row by row through the primary key. Says so
     /// when the loader still has messages to load. Exit 0 equal, 1 differs.
     Verify(VerifyArgs),
+    /// Keep a Type 2 history (valid_from/valid_to/is_current) from the changes `load --history` kept
+    ///
+    /// Reads `<table>__changes` and maintains `<table>_history`: one row per version of each
+    /// key, a new version only when a tracked column changes, a delete closing the version.
+    /// Incremental (a watermark on the changes read; late changes land in their place) and
+    /// idempotent. `--as-of` prints the table as it was at an instant; `--check` validates the
+    /// history (exit 1 on any violation); `--rebuild` recomputes it from all the changes.
+    Scd2(Scd2Args),
     /// Show every effective setting and where it came from (secrets as ****)
     Config(ConfigArgs),
     /// Print a shell completion script to stdout
@@ -834,6 +842,75 @@ impl VerifyArgs {
     }
 }
 
+/// Arguments of `cdcctl scd2`.
+#[derive(Debug, Args)]
+pub struct Scd2Args {
+    /// The loaded table: `users` (schema `public`) or `schema.table`, as `load` named it
+    #[arg(long, value_name = "TABLE")]
+    pub table: String,
+
+    /// Key columns, comma separated [default: the key of the previous run]
+    #[arg(long, value_name = "COLS", value_delimiter = ',')]
+    pub key: Vec<String>,
+
+    /// Columns whose changes make a new version, comma separated [default: every non-key column]
+    #[arg(long, value_name = "COLS", value_delimiter = ',')]
+    pub track: Vec<String>,
+
+    /// The history table [default: `<table>_history`, in the table's schema]
+    #[arg(long, value_name = "TABLE")]
+    pub history_table: Option<String>,
+
+    /// A delete also adds a current `is_deleted` version (the key's last values), instead of
+    /// only closing the version
+    #[arg(long)]
+    pub keep_deleted: bool,
+
+    /// Recompute the whole history from the changes table (needed to change --key, --track or
+    /// --keep-deleted)
+    #[arg(long, conflicts_with_all = ["as_of", "check"])]
+    pub rebuild: bool,
+
+    /// Print the table as it was at this instant (RFC 3339, or `YYYY-MM-DD HH:MM:SS[.ffffff]`
+    /// in UTC) instead of updating the history
+    #[arg(long, value_name = "TIMESTAMP", conflicts_with = "check")]
+    pub as_of: Option<String>,
+
+    /// Validate the history instead of updating it: one current row per live key, no
+    /// overlapping or gapped intervals, valid_from < valid_to, versions 1, 2, 3… (exit 1 on any
+    /// violation)
+    #[arg(long)]
+    pub check: bool,
+
+    /// With --check, list at most this many violations per rule
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+
+    /// Where the loader writes: duckdb or snowflake [default: `load.sink`]
+    #[arg(long, value_name = "SINK")]
+    pub sink: Option<String>,
+
+    /// Snowflake connection.
+    #[command(flatten)]
+    pub snowflake: SnowflakeArgs,
+
+    /// DuckDB file.
+    #[command(flatten)]
+    pub duckdb: DuckdbArgs,
+}
+
+impl Scd2Args {
+    /// The config-backed flags that were given.
+    pub fn flag_values(&self) -> Vec<FlagValue> {
+        let mut v: Vec<FlagValue> = flag("load.sink", "--sink", &self.sink)
+            .into_iter()
+            .collect();
+        v.extend(self.snowflake.flag_values());
+        v.extend(self.duckdb.flag_values());
+        v
+    }
+}
+
 /// Which loader `health` and `verify` look at.
 #[derive(Debug, Args)]
 pub struct LoaderArgs {
@@ -1131,6 +1208,10 @@ pub struct LoadArgs {
     /// Declare a PRIMARY KEY on the key columns of tables it creates (DuckDB; slower MERGE)
     #[arg(long)]
     pub primary_key: bool,
+
+    /// Also append every change to `<table>__changes` (what `cdcctl scd2` builds history from)
+    #[arg(long)]
+    pub history: bool,
 
     /// DuckDB's memory limit (`SET memory_limit`); it spills to disk beyond it
     #[arg(long, value_name = "SIZE", default_value = "256MB")]

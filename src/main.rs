@@ -120,6 +120,10 @@ async fn run(cli: &Cli, out: &Output) -> Result<Outcome> {
             let config = load_config(&cli.global, args.flag_values())?;
             commands::health::run(args, &config, out).await
         }
+        Command::Scd2(args) => {
+            let config = load_config(&cli.global, args.flag_values())?;
+            commands::scd2::run(args, &config, out).await
+        }
         Command::ReplayDlq(args) => {
             let config = load_config(&cli.global, args.flag_values())?;
             commands::replay_dlq::run(args, &config, out).await

@@ -65,6 +65,16 @@
 //! `_cdc_source_lsn` instead of truncating, which stays right when changes committed after the
 //! truncate, read from another partition, were loaded by an earlier batch.
 //!
+//! # History
+//!
+//! A batch made with [`Batch::with_history`] (`load --history`) also lists, in
+//! [`TablePlan::history`], every keyed create/read/update/delete it kept, not only the final one
+//! per key, in (LSN, offset) order per key, each with its own op, LSN and commit time.
+//! Unavailable columns of an update are filled from the `after` images of the key's earlier
+//! events in the batch (since its last delete), like the final image; what stays unavailable the
+//! sink fills from the row stored before the batch. Events discarded by a truncate in the same
+//! batch are not listed.
+//!
 //! # Events without a key
 //!
 //! A table without primary key has messages without key (or with an empty key row). They cannot
@@ -209,6 +219,27 @@ pub struct TablePlan {
     pub deletes: Vec<Delete>,
     /// Events without key (table without primary key), not compacted, in (LSN, offset) order.
     pub keyless: Vec<ChangeEvent>,
+    /// With [`Batch::with_history`]: every keyed change of the batch, not compacted (module
+    /// doc, "History"); empty otherwise.
+    pub history: History,
+}
+
+/// Every change of a table in a batch, one [`Upsert`] or [`Delete`] per event, ordered by key
+/// then by (LSN, offset): what `load --history` appends to the table's changes table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// Creates, reads and updates, their unavailable columns filled from earlier events of the
+    /// key in the batch when known.
+    pub upserts: Vec<Upsert>,
+    /// Deletes.
+    pub deletes: Vec<Delete>,
+}
+
+impl History {
+    /// No change recorded.
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.deletes.is_empty()
+    }
 }
 
 /// Event counts per op for one table (as pushed, before compaction).
@@ -325,6 +356,8 @@ pub struct Batch {
     arrivals: u64,
     /// Events currently buffered (keyed and keyless, truncates excluded).
     buffered: usize,
+    /// Keep every change for [`TablePlan::history`].
+    history: bool,
 }
 
 /// Position of an event in the order of a key: (LSN, offset, arrival). A total order.
@@ -381,6 +414,14 @@ impl Batch {
     /// An empty batch.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty batch whose plans also list every change ([`TablePlan::history`]).
+    pub fn with_history() -> Self {
+        Self {
+            history: true,
+            ..Self::default()
+        }
     }
 
     /// Events buffered (keyed and keyless; truncates, skipped and discarded ones excluded).
@@ -503,10 +544,14 @@ impl Batch {
                 upserts: Vec::new(),
                 deletes: Vec::new(),
                 keyless: Vec::new(),
+                history: History::default(),
             };
             let mut keyed: Vec<(KeyRepr, Vec<Pending>)> = buffer.keyed.into_iter().collect();
             keyed.sort_by(|a, b| a.0.cmp(&b.0));
-            for (_, events) in keyed {
+            for (_, mut events) in keyed {
+                if self.history {
+                    record_history(&mut events, &mut plan.history);
+                }
                 match resolve(events) {
                     Some(Final::Upsert(u)) => plan.upserts.push(u),
                     Some(Final::Delete(d)) => plan.deletes.push(d),
@@ -529,6 +574,42 @@ impl Batch {
 enum Final {
     Upsert(Upsert),
     Delete(Delete),
+}
+
+/// Appends every event of one key to `history`, in order, with unavailable columns filled from
+/// the events before it since the key's last delete (as [`resolve`] does for the final one).
+fn record_history(events: &mut [Pending], history: &mut History) {
+    events.sort_by_key(|p| p.position);
+    let mut since = 0;
+    for (i, pending) in events.iter().enumerate() {
+        let event = &pending.event;
+        let key = event.key.clone().unwrap_or_default();
+        if event.op == Op::Delete {
+            history.deletes.push(Delete {
+                key,
+                lsn: event.source.lsn,
+                source_ts_ms: event.source.ts_ms,
+                before: event.before.clone(),
+                kafka: event.kafka.clone(),
+            });
+            since = i + 1;
+            continue;
+        }
+        let Some(mut row) = event.after.clone().or_else(|| event.before.clone()) else {
+            continue;
+        };
+        if row.values().iter().any(Value::is_unavailable) {
+            fill_unavailable(&mut row, &events[since..i]);
+        }
+        history.upserts.push(Upsert {
+            key,
+            row,
+            op: event.op,
+            lsn: event.source.lsn,
+            source_ts_ms: event.source.ts_ms,
+            kafka: event.kafka.clone(),
+        });
+    }
 }
 
 /// The final state of one key from its events (module doc, "Order and the final operation").
@@ -960,6 +1041,48 @@ mod tests {
         let p = plan(&c, "t");
         assert_eq!(p.upserts[0].row.get("doc"), Some(&text("v2")));
         assert_eq!(p.upserts[1].row.get("doc"), Some(&Value::Unavailable));
+    }
+
+    #[test]
+    fn history_lists_every_change_in_order_with_toast_filled() {
+        let unavailable = [("doc", Value::Unavailable)];
+        let events = [
+            // Arrives out of order: listed by LSN.
+            event("t", Op::Update, 1, Some(3), 2, &unavailable),
+            event("t", Op::Create, 1, Some(1), 0, &[("doc", text("v1"))]),
+            event("t", Op::Update, 1, Some(2), 1, &[("doc", text("v2"))]),
+            event("t", Op::Delete, 1, Some(4), 3, &[("doc", text("v2"))]),
+            event("t", Op::Create, 1, Some(5), 4, &unavailable),
+            event("t", Op::Update, 2, Some(6), 5, &[("doc", text("x"))]),
+        ];
+        let mut batch = Batch::with_history();
+        for e in events.clone() {
+            batch.push_change(e);
+        }
+        let c = batch.finish();
+        let h = &plan(&c, "t").history;
+        let listed: Vec<(i64, Op, Option<i64>, Option<&Value>)> = h
+            .upserts
+            .iter()
+            .map(|u| (id_of(&u.key), u.op, u.lsn, u.row.get("doc")))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (1, Op::Create, Some(1), Some(&text("v1"))),
+                (1, Op::Update, Some(2), Some(&text("v2"))),
+                // Filled from the update before it.
+                (1, Op::Update, Some(3), Some(&text("v2"))),
+                // Nothing is carried across the delete.
+                (1, Op::Create, Some(5), Some(&Value::Unavailable)),
+                (2, Op::Update, Some(6), Some(&text("x"))),
+            ]
+        );
+        assert_eq!(h.deletes.len(), 1);
+        assert_eq!(h.deletes[0].lsn, Some(4));
+        // The compaction itself is unchanged, and without history nothing is listed.
+        assert_eq!(plan(&c, "t").upserts.len(), 2);
+        assert!(plan(&compact_events(events), "t").history.is_empty());
     }
 
     #[test]

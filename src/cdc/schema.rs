@@ -664,6 +664,19 @@ impl TableName {
         }
     }
 
+    /// The same name with `suffix` appended to the table: `public.users` → `public.users__changes`.
+    pub fn with_suffix(&self, suffix: &str) -> Self {
+        Self {
+            schema: self.schema.clone(),
+            table: format!("{}{suffix}", self.table),
+        }
+    }
+
+    /// The changes table of a table loaded with `--history`: `<table>__changes`.
+    pub fn changes_table(&self) -> Self {
+        self.with_suffix("__changes")
+    }
+
     /// The quoted (and qualified) name for `dialect`: `"main"."users"`, `"PUBLIC"."USERS"`.
     pub fn sql(&self, dialect: Dialect) -> String {
         match &self.schema {
@@ -690,13 +703,16 @@ pub const CDC_SOURCE_LSN: &str = "_cdc_source_lsn";
 pub const CDC_PROCESSED_AT: &str = "_cdc_processed_at";
 /// `_cdc_deleted`: true for a soft-deleted row (`--soft-delete` only).
 pub const CDC_DELETED: &str = "_cdc_deleted";
+/// `_cdc_seq`: the order in which rows were appended to a changes table (`load --history`).
+pub const CDC_SEQ: &str = "_cdc_seq";
 
-const METADATA_NAMES: [&str; 5] = [
+const METADATA_NAMES: [&str; 6] = [
     CDC_OPERATION,
     CDC_TIMESTAMP,
     CDC_SOURCE_LSN,
     CDC_PROCESSED_AT,
     CDC_DELETED,
+    CDC_SEQ,
 ];
 
 /// Whether `name` is one of the metadata column names (case-insensitively), with or without
@@ -743,6 +759,21 @@ pub struct TableOptions {
     /// the loader's compaction already keeps one row per key. Snowflake does not enforce
     /// primary keys, so none is declared there.
     pub primary_key: bool,
+    /// `--history`: every applied change is also appended to the table's changes table.
+    pub history: bool,
+    /// The table is a changes table (`<table>__changes`): one row per change, so no primary
+    /// key, and `_cdc_seq` after the metadata columns.
+    pub change_log: bool,
+}
+
+impl TableOptions {
+    /// The options of the changes table of a table loaded with these options.
+    pub fn change_log() -> Self {
+        TableOptions {
+            change_log: true,
+            ..TableOptions::default()
+        }
+    }
 }
 
 /// A column of a target table: source name (quoted and, for Snowflake, upper-cased by
@@ -814,6 +845,12 @@ pub fn target_columns(
                 ty,
             }),
     );
+    if opts.change_log {
+        columns.push(WarehouseColumn {
+            name: CDC_SEQ.to_owned(),
+            ty: WarehouseType::BigInt.normalize(dialect),
+        });
+    }
     Ok(columns)
 }
 
@@ -837,7 +874,11 @@ pub fn create_table_sql(
             )
         })
         .collect();
-    if opts.primary_key && dialect == Dialect::DuckDb && !source.key_columns().is_empty() {
+    if opts.primary_key
+        && !opts.change_log
+        && dialect == Dialect::DuckDb
+        && !source.key_columns().is_empty()
+    {
         let mut keys = Vec::with_capacity(source.key_columns().len());
         for k in source.key_columns() {
             if source.column(k).is_none() {
@@ -1284,6 +1325,7 @@ mod tests {
         let opts = TableOptions {
             soft_delete: true,
             primary_key: true,
+            ..TableOptions::default()
         };
         assert_eq!(
             create_table_sql(DuckDb, &table, &schema, opts).unwrap(),
@@ -1312,6 +1354,7 @@ mod tests {
         let opts = TableOptions {
             soft_delete: false,
             primary_key: true,
+            ..TableOptions::default()
         };
         assert_eq!(
             create_table_sql(
@@ -1513,6 +1556,7 @@ mod tests {
         let opts = TableOptions {
             soft_delete: true,
             primary_key: false,
+            ..TableOptions::default()
         };
         for text in [
             fixture!("schemas-true/cdc.public.all_types.jsonl"),

@@ -51,6 +51,19 @@
 //! sends are carried over), (2) the stored rows of those keys are deleted, (3) the resolved rows
 //! are inserted (hard delete: all but deletes). Same table, same outcome, in one transaction.
 //!
+//! # Changes (`load --history`)
+//!
+//! A table loaded with `--history` also gets a changes table, `<table>__changes`: the source
+//! columns and metadata columns, plus `_cdc_seq`, one row per change (no key). The batch's
+//! changes ([`History`](super::batch::History)) are staged like its rows, then
+//! [`changes_insert_sql`] appends those not recorded yet — idempotent by (key,
+//! `_cdc_source_lsn`), so a replayed batch appends nothing — **before** the target is changed:
+//! a column still unavailable takes the value stored in the target, the row as it stood before
+//! the batch. `_cdc_seq` numbers the appended rows after the highest one stored, in LSN order:
+//! a reader (`cdcctl scd2`) that remembers the highest `_cdc_seq` it has read sees exactly the
+//! rows appended since, whatever their LSN (partitions interleave LSNs). A truncate is recorded
+//! as a row with op `t`, null columns, and its own LSN ([`changes_truncate_sql`]).
+//!
 //! # Truncate
 //!
 //! [`truncate_sql`] deletes (soft delete: flags) the rows stored with an LSN below the truncate's,
@@ -59,7 +72,7 @@
 use std::fmt::Write as _;
 
 use super::schema::{
-    CDC_DELETED, CDC_OPERATION, CDC_PROCESSED_AT, CDC_SOURCE_LSN, CDC_TIMESTAMP, Dialect,
+    CDC_DELETED, CDC_OPERATION, CDC_PROCESSED_AT, CDC_SEQ, CDC_SOURCE_LSN, CDC_TIMESTAMP, Dialect,
     TableName, WarehouseColumn, WarehouseType, quote_ident,
 };
 
@@ -353,11 +366,82 @@ const WRITTEN_METADATA: [&str; 4] = [
 
 /// The source commit time of the staged event as a timestamp with zone.
 fn event_time(dialect: Dialect) -> String {
-    let ms = quote_ident(dialect, STAGE_TS_MS);
+    millis_to_timestamptz(dialect, &quote_ident(dialect, STAGE_TS_MS))
+}
+
+/// `ms` (an expression of milliseconds since the epoch) as a timestamp with zone.
+pub fn millis_to_timestamptz(dialect: Dialect, ms: &str) -> String {
     match dialect {
-        Dialect::DuckDb => format!("CAST(epoch_ms({ms}) AS TIMESTAMPTZ)"),
+        Dialect::DuckDb => format!("CAST(epoch_ms(CAST({ms} AS BIGINT)) AS TIMESTAMPTZ)"),
         Dialect::Snowflake => format!("TO_TIMESTAMP_TZ(CAST({ms} AS NUMBER(38,0)), 3)"),
     }
+}
+
+/// The appending of the staged changes to a changes table (module doc, "Changes"):
+/// `spec.target` is the changes table, `stored` the table whose stored row fills columns still
+/// unavailable. Changes without an LSN are not recorded (they could not be told apart).
+pub fn changes_insert_sql(dialect: Dialect, spec: &MergeSpec<'_>, stored: &TableName) -> String {
+    let q = |name: &str| quote_ident(dialect, name);
+    let (op, lsn) = (q(STAGE_OP), q(STAGE_LSN));
+    let changes = spec.target.sql(dialect);
+    let mut columns: Vec<String> = Vec::with_capacity(spec.columns.len() + 5);
+    let mut values: Vec<String> = Vec::with_capacity(spec.columns.len() + 5);
+    for (i, c) in spec.columns.iter().enumerate() {
+        let name = q(&c.name);
+        columns.push(name.clone());
+        values.push(if spec.unavailable.contains(&i) && !spec.is_key(&c.name) {
+            let flag = q(&unavailable_flag(i));
+            format!("CASE WHEN s.{flag} THEN t.{name} ELSE s.{name} END")
+        } else {
+            format!("s.{name}")
+        });
+    }
+    columns.extend(WRITTEN_METADATA.iter().map(|c| q(c)));
+    columns.push(q(CDC_SEQ));
+    values.extend([
+        format!("s.{op}"),
+        format!("s.{}", q(CDC_TIMESTAMP)),
+        format!("s.{lsn}"),
+        now(dialect).to_string(),
+    ]);
+    let base = q("__cdcctl_base");
+    values.push(format!(
+        "m.{base} + ROW_NUMBER() OVER (ORDER BY s.{lsn}, s.{op})"
+    ));
+    let keys: Vec<String> = spec.key.iter().map(|k| q(k)).collect();
+    let recorded: Vec<String> = spec
+        .key
+        .iter()
+        .map(|k| format!("c.{} = s.{}", q(k), q(k)))
+        .chain([format!("c.{} = s.{lsn}", q(CDC_SOURCE_LSN))])
+        .collect();
+    format!(
+        "INSERT INTO {changes} ({}) SELECT {} FROM (SELECT * FROM (SELECT {} FROM {})          QUALIFY ROW_NUMBER() OVER (PARTITION BY {}, {lsn} ORDER BY {op}) = 1) AS s          LEFT JOIN {} AS t ON ({})          CROSS JOIN (SELECT COALESCE(MAX({}), 0) AS {base} FROM {changes}) AS m          WHERE s.{lsn} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {changes} AS c WHERE {})",
+        columns.join(", "),
+        values.join(", "),
+        staged_select(dialect, spec).join(", "),
+        q(spec.staging),
+        keys.join(", "),
+        stored.sql(dialect),
+        spec.key_match(dialect, "s"),
+        q(CDC_SEQ),
+        recorded.join(" AND ")
+    )
+}
+
+/// The recording of a truncate in a changes table (module doc, "Changes"), unless recorded
+/// already. Parameters: the truncate's commit time (ms since the epoch), its LSN, its LSN again.
+pub fn changes_truncate_sql(dialect: Dialect, changes: &TableName) -> String {
+    let q = |name: &str| quote_ident(dialect, name);
+    let table = changes.sql(dialect);
+    let (op, lsn, seq) = (q(CDC_OPERATION), q(CDC_SOURCE_LSN), q(CDC_SEQ));
+    format!(
+        "INSERT INTO {table} ({op}, {}, {lsn}, {}, {seq})          SELECT 't', {}, ?, {}, m.base + 1 FROM (SELECT COALESCE(MAX({seq}), 0) AS base          FROM {table}) AS m WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {op} = 't' AND {lsn} = ?)",
+        q(CDC_TIMESTAMP),
+        q(CDC_PROCESSED_AT),
+        millis_to_timestamptz(dialect, "?"),
+        now(dialect),
+    )
 }
 
 /// Name of the temporary table of resolved rows in [`replace_sql`].
@@ -797,6 +881,49 @@ mod tests {
             "{}",
             r.insert
         );
+    }
+
+    #[test]
+    fn changes_are_appended_once_per_key_and_lsn_filled_from_the_stored_row() {
+        let cols = columns();
+        let changes = TableName::qualified("public", "users__changes");
+        let stored = TableName::qualified("public", "users");
+        let key = ["id".to_owned()];
+        let spec = MergeSpec {
+            target: &changes,
+            staging: "stage",
+            columns: &cols,
+            key: &key,
+            unavailable: &[1],
+            soft_delete: false,
+        };
+        let sql = changes_insert_sql(Dialect::DuckDb, &spec, &stored);
+        assert!(
+            sql.starts_with("INSERT INTO \"public\".\"users__changes\""),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("LEFT JOIN \"public\".\"users\" AS t ON (t.\"id\" = s.\"id\")"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("NOT EXISTS (SELECT 1 FROM \"public\".\"users__changes\" AS c WHERE c.\"id\" = s.\"id\" AND c.\"_cdc_source_lsn\" = s.\"__cdcctl_lsn\")"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("ROW_NUMBER() OVER (ORDER BY s.\"__cdcctl_lsn\""),
+            "{sql}"
+        );
+        let name = quote_ident(Dialect::DuckDb, &cols[1].name);
+        assert!(
+            sql.contains(&format!(
+                "CASE WHEN s.\"__cdcctl_unavailable_1\" THEN t.{name} ELSE s.{name} END"
+            )),
+            "{sql}"
+        );
+        let truncate = changes_truncate_sql(Dialect::Snowflake, &changes);
+        assert_eq!(truncate.matches('?').count(), 3, "{truncate}");
+        assert!(truncate.contains("\"_CDC_OPERATION\" = 't'"), "{truncate}");
     }
 
     #[test]

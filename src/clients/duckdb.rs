@@ -16,18 +16,19 @@ use anyhow::{Context, Result};
 use duckdb::types::{TimeUnit, ToSql, ToSqlOutput, Value as Db, ValueRef};
 use duckdb::{Connection, appender_params_from_iter, params};
 
-use crate::cdc::batch::TablePlan;
+use crate::cdc::batch::{Delete, Upsert};
 use crate::cdc::event::{Op, Value};
 use crate::cdc::schema::{
     Dialect, TableName, TableOptions, WarehouseColumn, WarehouseType, quote_ident,
 };
 use crate::cdc::sql::{
-    CHANGED, MergeSpec, StageKind, replace_sql, staging_table_sql, truncate_sql,
+    CHANGED, MergeSpec, StageKind, changes_insert_sql, changes_truncate_sql, replace_sql,
+    staging_table_sql, truncate_sql,
 };
 use crate::error::CliError;
 
 pub use super::warehouse::{Applied, TableWrite};
-use super::warehouse::{Catalog, Prepared, Sink, Tables, value_of};
+use super::warehouse::{Catalog, Prepared, Sink, SqlValue, Tables, unavailable_columns, value_of};
 
 const DIALECT: Dialect = Dialect::DuckDb;
 
@@ -43,6 +44,8 @@ pub struct DuckDb {
     path: PathBuf,
     /// The target tables seen so far.
     tables: Tables,
+    /// Their changes tables (`load --history`).
+    change_tables: Tables,
 }
 
 impl DuckDb {
@@ -68,6 +71,7 @@ impl DuckDb {
             conn,
             path: path.to_path_buf(),
             tables: Tables::new(opts),
+            change_tables: Tables::new(TableOptions::change_log()),
         })
     }
 
@@ -89,6 +93,7 @@ impl DuckDb {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 // DDL of the batch is rolled back too: read the tables again next time.
                 self.tables.forget();
+                self.change_tables.forget();
                 Err(e)
             }
         }
@@ -103,6 +108,9 @@ impl DuckDb {
             unavailable,
         } = self.tables.prepare(&mut self.conn, write, applied)?;
         let soft_delete = self.tables.opts().soft_delete;
+        if self.tables.opts().history {
+            self.record_changes(write, applied)?;
+        }
         if let Some(truncate) = &plan.truncate {
             let sql = truncate_sql(DIALECT, target, soft_delete, truncate.lsn.is_some());
             match truncate.lsn {
@@ -126,8 +134,14 @@ impl DuckDb {
         let started = std::time::Instant::now();
         self.conn
             .execute_batch(&staging_table_sql(DIALECT, &spec))?;
-        self.stage(plan, &columns, &unavailable)
-            .with_context(|| format!("cannot stage the batch of {}", plan.table))?;
+        self.stage(
+            STAGING,
+            &plan.upserts,
+            &plan.deletes,
+            &columns,
+            &unavailable,
+        )
+        .with_context(|| format!("cannot stage the batch of {}", plan.table))?;
         let staged = started.elapsed();
         let replace = replace_sql(DIALECT, &spec, &kept);
         let context = || format!("cannot apply the batch to {}", target.sql(DIALECT));
@@ -161,25 +175,81 @@ impl DuckDb {
         Ok(())
     }
 
+    /// Appends the batch's changes of one table to its changes table (`load --history`,
+    /// `cdc::sql` module doc, "Changes"), before the target is changed.
+    fn record_changes(&mut self, write: &TableWrite<'_>, applied: &mut Applied) -> Result<()> {
+        let plan = write.plan;
+        let changes = write.target.changes_table();
+        let change_write = TableWrite {
+            target: &changes,
+            plan,
+        };
+        let prepared = self
+            .change_tables
+            .prepare(&mut self.conn, &change_write, applied)?;
+        let history = &plan.history;
+        if !history.is_empty() {
+            let unavailable = unavailable_columns(&prepared.columns, &history.upserts);
+            let spec = MergeSpec {
+                target: &changes,
+                staging: STAGING,
+                columns: &prepared.columns,
+                key: &prepared.key,
+                unavailable: &unavailable,
+                soft_delete: false,
+            };
+            self.conn
+                .execute_batch(&staging_table_sql(DIALECT, &spec))?;
+            self.stage(
+                STAGING,
+                &history.upserts,
+                &history.deletes,
+                &prepared.columns,
+                &unavailable,
+            )
+            .with_context(|| format!("cannot stage the changes of {}", plan.table))?;
+            let appended = self
+                .conn
+                .execute(&changes_insert_sql(DIALECT, &spec, write.target), [])
+                .with_context(|| format!("cannot append to {}", changes.sql(DIALECT)))?;
+            self.conn
+                .execute_batch(&format!("DROP TABLE {}", quote_ident(DIALECT, STAGING)))?;
+            applied.changes_recorded += appended as u64;
+            applied.statements += 2;
+        }
+        if let Some(truncate) = plan.truncate.as_ref().filter(|t| t.lsn.is_some()) {
+            let sql = changes_truncate_sql(DIALECT, &changes);
+            let appended = self.conn.execute(
+                &sql,
+                params![truncate.source_ts_ms, truncate.lsn, truncate.lsn],
+            )?;
+            applied.changes_recorded += appended as u64;
+            applied.statements += 1;
+        }
+        Ok(())
+    }
+
     /// The columns of a table (name, parsed type), or `None` when it does not exist.
     pub fn columns(&self, table: &TableName) -> Result<Option<Vec<(String, WarehouseType)>>> {
         columns_of(&self.conn, table)
     }
 
-    /// Appends the plan's rows to the staging table: upserts, then deletes.
+    /// Appends rows to the staging table `staging`: upserts, then deletes.
     fn stage(
         &self,
-        plan: &TablePlan,
+        staging: &str,
+        upserts: &[Upsert],
+        deletes: &[Delete],
         columns: &[WarehouseColumn],
         unavailable: &[usize],
     ) -> Result<()> {
         let kinds: Vec<StageKind> = columns.iter().map(|c| StageKind::of(&c.ty)).collect();
         let mut appender = self
             .conn
-            .appender_to_catalog_and_db(STAGING, "temp", "main")?;
+            .appender_to_catalog_and_db(staging, "temp", "main")?;
         let width = columns.len() + 3 + unavailable.len();
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(width);
-        for upsert in &plan.upserts {
+        for upsert in upserts {
             cells.clear();
             for (i, column) in columns.iter().enumerate() {
                 let value = value_of(&upsert.row, i, &column.name);
@@ -197,7 +267,7 @@ impl DuckDb {
             }
             appender.append_row(appender_params_from_iter(cells.drain(..)))?;
         }
-        for delete in &plan.deletes {
+        for delete in deletes {
             cells.clear();
             // The before image (soft delete keeps it), else the key alone.
             let image = match &delete.before {
@@ -267,6 +337,54 @@ impl Catalog for Connection {
     fn execute_ddl(&mut self, sql: &str) -> Result<()> {
         Ok(self.execute_batch(sql)?)
     }
+}
+
+impl super::warehouse::SqlSession for Connection {
+    fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64> {
+        let params: Vec<Db> = params.iter().map(db_value).collect();
+        let changed = Connection::execute(self, sql, duckdb::params_from_iter(params))?;
+        Ok(changed as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<Option<String>>>> {
+        let params: Vec<Db> = params.iter().map(db_value).collect();
+        let mut statement = self.prepare(sql)?;
+        let mut rows = statement.query(duckdb::params_from_iter(params))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let width = row.as_ref().column_count();
+            out.push(
+                (0..width)
+                    .map(|i| row.get::<_, Option<String>>(i))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn transactions(&self) -> bool {
+        true
+    }
+}
+
+fn db_value(value: &SqlValue) -> Db {
+    match value {
+        SqlValue::Int(v) => v.map_or(Db::Null, Db::BigInt),
+        SqlValue::Text(v) => v.clone().map_or(Db::Null, Db::Text),
+        SqlValue::Bool(v) => v.map_or(Db::Null, Db::Boolean),
+    }
+}
+
+/// Opens an existing database file for a command's own statements (`scd2`).
+pub fn open_session(path: &Path) -> Result<Connection> {
+    if !path.exists() {
+        return Err(CliError::Usage {
+            message: format!("the DuckDB file `{}` does not exist", path.display()),
+            hint: Some("point --duckdb at the loader's file".into()),
+        }
+        .into());
+    }
+    Connection::open(path).map_err(|e| open_error(path, e))
 }
 
 impl Sink for DuckDb {
@@ -369,7 +487,7 @@ fn open_error(path: &Path, err: duckdb::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cdc::batch::{Batch, Compacted};
+    use crate::cdc::batch::{Batch, Compacted, TablePlan};
     use crate::cdc::event::Decoded;
     use crate::cdc::testing::{decode_all, fixture};
 
@@ -515,6 +633,7 @@ mod tests {
         let (_dir, mut db) = open(TableOptions {
             soft_delete: true,
             primary_key: false,
+            ..TableOptions::default()
         });
         load(
             &mut db,

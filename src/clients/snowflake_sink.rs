@@ -17,13 +17,15 @@ use anyhow::{Context, Result};
 use tokio::runtime::Handle;
 
 use super::snowflake::{Bind, Retry, Snowflake, hex};
-use super::warehouse::{Applied, Catalog, Prepared, Sink, TableWrite, Tables, value_of};
-use crate::cdc::batch::TablePlan;
+use super::warehouse::{
+    Applied, Catalog, Prepared, Sink, SqlValue, TableWrite, Tables, unavailable_columns, value_of,
+};
+use crate::cdc::batch::{Delete, Upsert};
 use crate::cdc::event::{Op, Value};
 use crate::cdc::schema::{Dialect, TableName, TableOptions, WarehouseType, warehouse_name};
 use crate::cdc::sql::{
-    MAX_BINDS_PER_STATEMENT, MergeSpec, StageKind, merge_sql, stage_values_sql, staging_width,
-    truncate_sql,
+    MAX_BINDS_PER_STATEMENT, MergeSpec, StageKind, changes_insert_sql, changes_truncate_sql,
+    merge_sql, stage_values_sql, staging_width, truncate_sql,
 };
 use crate::config::SnowflakeConfig;
 
@@ -33,10 +35,13 @@ const DIALECT: Dialect = Dialect::Snowflake;
 pub struct SnowflakeSink {
     session: Session,
     tables: Tables,
+    /// The changes tables (`load --history`).
+    change_tables: Tables,
 }
 
-/// The client and the runtime that drives it.
-struct Session {
+/// A Snowflake session driven from a blocking thread: the client and the runtime that drives
+/// it. Logs out when dropped.
+pub struct Session {
     client: Snowflake,
     runtime: Handle,
 }
@@ -57,14 +62,11 @@ impl SnowflakeSink {
     /// and schema. Call from a thread of the tokio runtime's blocking pool, or any thread
     /// outside it, never from an async task.
     pub fn open(config: &SnowflakeConfig, opts: TableOptions, runtime: Handle) -> Result<Self> {
-        let client = Snowflake::new(config)?;
-        let session = Session { client, runtime };
-        session
-            .run("SELECT CURRENT_VERSION()", &[], Retry::Idempotent)
-            .context("cannot open a Snowflake session")?;
+        let session = open_session(config, runtime)?;
         Ok(SnowflakeSink {
             session,
             tables: Tables::new(opts),
+            change_tables: Tables::new(TableOptions::change_log()),
         })
     }
 
@@ -79,11 +81,15 @@ impl SnowflakeSink {
         let soft_delete = self.tables.opts().soft_delete;
         let prepared = self.tables.prepare(&mut self.session, write, applied)?;
         let staging = staging_name(index);
+        if self.tables.opts().history {
+            self.record_changes(&staging, write, applied)?;
+        }
         let spec = merge_spec(target, &staging, &prepared, soft_delete);
         let rows = !(plan.upserts.is_empty() && plan.deletes.is_empty());
         if rows {
+            let staged = staged_rows(&spec, &plan.upserts, &plan.deletes, soft_delete);
             applied.statements += self
-                .stage(&spec, plan)
+                .stage(&spec, &staged)
                 .with_context(|| format!("cannot stage the batch of {}", plan.table))?;
         }
         if let Some(truncate) = &plan.truncate {
@@ -109,10 +115,74 @@ impl SnowflakeSink {
         Ok(())
     }
 
-    /// Stages the rows of one table; returns the statements run.
-    fn stage(&self, spec: &MergeSpec<'_>, plan: &TablePlan) -> Result<u64> {
+    /// Appends the batch's changes of one table to its changes table (`load --history`,
+    /// `cdc::sql` module doc, "Changes"), before the target is changed. Idempotent: a changes
+    /// table keeps one row per (key, LSN), so a retried statement appends nothing twice.
+    fn record_changes(
+        &mut self,
+        staging: &str,
+        write: &TableWrite<'_>,
+        applied: &mut Applied,
+    ) -> Result<()> {
+        let plan = write.plan;
+        let changes = write.target.changes_table();
+        let change_write = TableWrite {
+            target: &changes,
+            plan,
+        };
+        let prepared = self
+            .change_tables
+            .prepare(&mut self.session, &change_write, applied)?;
+        let history = &plan.history;
+        let context = || format!("cannot append to {}", changes.sql(DIALECT));
+        if !history.is_empty() {
+            let unavailable = unavailable_columns(&prepared.columns, &history.upserts);
+            let spec = MergeSpec {
+                target: &changes,
+                staging,
+                columns: &prepared.columns,
+                key: &prepared.key,
+                unavailable: &unavailable,
+                soft_delete: false,
+            };
+            let staged = staged_rows(&spec, &history.upserts, &history.deletes, false);
+            applied.statements += self
+                .stage(&spec, &staged)
+                .with_context(|| format!("cannot stage the changes of {}", plan.table))?;
+            let appended = self
+                .session
+                .run(
+                    &changes_insert_sql(DIALECT, &spec, write.target),
+                    &[],
+                    Retry::Idempotent,
+                )
+                .with_context(context)?;
+            applied.changes_recorded += appended.rows_affected();
+            applied.statements += 1;
+        }
+        if let Some(truncate) = plan.truncate.as_ref().filter(|t| t.lsn.is_some()) {
+            let binds = [
+                Bind::Fixed(truncate.source_ts_ms),
+                Bind::Fixed(truncate.lsn),
+                Bind::Fixed(truncate.lsn),
+            ];
+            let appended = self
+                .session
+                .run(
+                    &changes_truncate_sql(DIALECT, &changes),
+                    &binds,
+                    Retry::Idempotent,
+                )
+                .with_context(context)?;
+            applied.changes_recorded += appended.rows_affected();
+            applied.statements += 1;
+        }
+        Ok(())
+    }
+
+    /// Stages rows (in staging column order, as text) for `spec`; returns the statements run.
+    fn stage(&self, spec: &MergeSpec<'_>, rows: &[Vec<Option<String>>]) -> Result<u64> {
         let width = staging_width(spec);
-        let rows = staged_rows(spec, plan, self.tables.opts().soft_delete);
         let per_statement = (MAX_BINDS_PER_STATEMENT / width.max(1)).max(1);
         let mut statements = 0;
         for (i, chunk) in rows.chunks(per_statement).enumerate() {
@@ -135,23 +205,58 @@ impl SnowflakeSink {
     }
 }
 
-impl Drop for SnowflakeSink {
+impl Drop for Session {
     fn drop(&mut self) {
-        let client = &self.session.client;
-        self.session.runtime.block_on(client.logout());
+        self.runtime.block_on(self.client.logout());
+    }
+}
+
+/// Logs in for a command's own statements (`scd2`). Call from a blocking thread.
+pub fn open_session(config: &SnowflakeConfig, runtime: Handle) -> Result<Session> {
+    let client = Snowflake::new(config)?;
+    let session = Session { client, runtime };
+    session
+        .run("SELECT CURRENT_VERSION()", &[], Retry::Idempotent)
+        .context("cannot open a Snowflake session")?;
+    Ok(session)
+}
+
+impl super::warehouse::SqlSession for Session {
+    fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64> {
+        let binds: Vec<Bind> = params.iter().map(bind_of).collect();
+        // The statements of `scd2` are idempotent.
+        Ok(self.run(sql, &binds, Retry::Idempotent)?.rows_affected())
+    }
+
+    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<Option<String>>>> {
+        let binds: Vec<Bind> = params.iter().map(bind_of).collect();
+        Ok(self.run(sql, &binds, Retry::Idempotent)?.rows)
+    }
+
+    fn transactions(&self) -> bool {
+        false
+    }
+}
+
+fn bind_of(value: &SqlValue) -> Bind {
+    match value {
+        SqlValue::Int(v) => Bind::Fixed(*v),
+        SqlValue::Text(v) => Bind::Text(v.clone()),
+        SqlValue::Bool(v) => Bind::Boolean(*v),
     }
 }
 
 /// The staged rows of a table, as text in staging column order: upserts, then deletes.
 fn staged_rows(
     spec: &MergeSpec<'_>,
-    plan: &TablePlan,
+    upserts: &[Upsert],
+    deletes: &[Delete],
     soft_delete: bool,
 ) -> Vec<Vec<Option<String>>> {
     let columns = spec.columns;
     let kinds: Vec<StageKind> = columns.iter().map(|c| StageKind::of(&c.ty)).collect();
-    let mut rows = Vec::with_capacity(plan.upserts.len() + plan.deletes.len());
-    for upsert in &plan.upserts {
+    let mut rows = Vec::with_capacity(upserts.len() + deletes.len());
+    for upsert in upserts {
         let mut row: Vec<Option<String>> = columns
             .iter()
             .enumerate()
@@ -167,7 +272,7 @@ fn staged_rows(
         }
         rows.push(row);
     }
-    for delete in &plan.deletes {
+    for delete in deletes {
         // The before image (soft delete keeps it), else the key alone.
         let image = match &delete.before {
             Some(before) if soft_delete => before,

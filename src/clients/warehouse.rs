@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 
-use crate::cdc::batch::TablePlan;
+use crate::cdc::batch::{TablePlan, Upsert};
 use crate::cdc::event::{Row, Value};
 use crate::cdc::schema::{
     self, Dialect, SchemaChange, TableName, TableOptions, WarehouseColumn, WarehouseType,
@@ -27,6 +27,29 @@ pub trait Sink: Send {
     fn apply(&mut self, writes: &[TableWrite<'_>]) -> Result<Applied>;
     /// The number of rows of a target table; `None` when it does not exist.
     fn row_count(&mut self, table: &TableName) -> Result<Option<u64>>;
+}
+
+/// A value bound to a [`SqlSession`] statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlValue {
+    /// An integer.
+    Int(Option<i64>),
+    /// Text.
+    Text(Option<String>),
+    /// A boolean.
+    Bool(Option<bool>),
+}
+
+/// A warehouse session for commands that run their own statements (`scd2`): DuckDB's
+/// connection, or a Snowflake session.
+pub trait SqlSession: Catalog {
+    /// Runs a statement; returns the rows it inserted, updated or deleted.
+    fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64>;
+    /// Runs a query whose columns are all text (cast them), returning its rows.
+    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<Option<String>>>>;
+    /// Whether `BEGIN`/`COMMIT` make several statements one transaction (DuckDB). Without,
+    /// every statement commits on its own, so callers order idempotent statements.
+    fn transactions(&self) -> bool;
 }
 
 /// One table's part of a batch: where it goes and what to apply.
@@ -53,6 +76,8 @@ pub struct Applied {
     pub truncates: u64,
     /// Statements run against the warehouse (transaction control not counted).
     pub statements: u64,
+    /// Rows appended to changes tables (`load --history`).
+    pub changes_recorded: u64,
 }
 
 /// The catalog side of a warehouse: what [`Tables::prepare`] needs.
@@ -145,13 +170,7 @@ impl Tables {
                 plan.table
             );
         }
-        let unavailable: Vec<usize> = (0..columns.len())
-            .filter(|&i| {
-                plan.upserts.iter().any(|u| {
-                    value_of(&u.row, i, &columns[i].name).is_some_and(Value::is_unavailable)
-                })
-            })
-            .collect();
+        let unavailable = unavailable_columns(&columns, &plan.upserts);
         Ok(Prepared {
             columns,
             kept,
@@ -302,6 +321,17 @@ fn evolve(
             .push((target.clone(), column.clone()));
     }
     Ok(())
+}
+
+/// The indexes of `columns` that are unavailable in some of `upserts`.
+pub fn unavailable_columns(columns: &[WarehouseColumn], upserts: &[Upsert]) -> Vec<usize> {
+    (0..columns.len())
+        .filter(|&i| {
+            upserts
+                .iter()
+                .any(|u| value_of(&u.row, i, &columns[i].name).is_some_and(Value::is_unavailable))
+        })
+        .collect()
 }
 
 /// The value of column `name`, found at `index` when the row has the schema's column order.

@@ -8,6 +8,7 @@ pub mod generate_data;
 pub mod health;
 pub mod load;
 pub mod replay_dlq;
+pub mod scd2;
 pub mod setup_source;
 pub mod tail;
 pub mod verify;

@@ -14,6 +14,7 @@ mod generated;
 mod harness;
 mod health;
 mod load;
+mod scd2;
 mod setup_source;
 mod snowflake;
 mod tail;

@@ -165,6 +165,8 @@ impl Plan {
             table_options: TableOptions {
                 soft_delete: args.soft_delete,
                 primary_key: args.primary_key,
+                history: args.history,
+                change_log: false,
             },
             targets: Targets::parse(args.target_schema.as_deref(), &args.table_map)?,
             metrics_file: args.metrics_file.clone(),

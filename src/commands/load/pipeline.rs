@@ -85,6 +85,18 @@ struct Assembling {
 }
 
 impl Assembling {
+    /// An empty batch; `history` keeps every change (`load --history`).
+    fn new(history: bool) -> Self {
+        Assembling {
+            batch: if history {
+                Batch::with_history()
+            } else {
+                Batch::new()
+            },
+            ..Assembling::default()
+        }
+    }
+
     fn push(&mut self, decoded: Decoded) {
         self.started.get_or_insert_with(Instant::now);
         if let Some(ts) = decoded.kafka().timestamp_ms {
@@ -294,6 +306,7 @@ pub(super) fn load(
             batch_size,
             flush_interval,
             dlq_topic.is_some(),
+            table_options.history,
             stop,
         );
         drop(job_tx);
@@ -433,14 +446,15 @@ fn assemble(
     batch_size: u64,
     flush_interval: Duration,
     dead_letters: bool,
+    history: bool,
     stop: &AtomicBool,
 ) -> Result<()> {
     let mut waiting: BTreeMap<u64, Chunk> = BTreeMap::new();
     let mut next = 0_u64;
-    let mut current = Assembling::default();
+    let mut current = Assembling::new(history);
     let mut closed = false;
     let hand_over = |current: &mut Assembling| -> bool {
-        let full = std::mem::take(current);
+        let full = std::mem::replace(current, Assembling::new(history));
         if full.events() == 0 {
             return true;
         }

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use cdcctl::error::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
-use crate::support::TestDir;
+use std::collections::BTreeMap;
+
+use crate::support::{TestContext, TestDir};
 
 /// One hand-written change: (seq, op, id, name, commit time in seconds, lsn).
 type Change = (i64, &'static str, i64, Option<&'static str>, i64, i64);
@@ -262,4 +264,379 @@ fn unknown_columns_and_a_missing_changes_table_are_explained() {
     assert_eq!(out.status.code(), Some(EXIT_FAILED as i32));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("load --history"), "{stderr}");
+}
+
+/// The tracked values of one version: (name, email, tier).
+type Values = (Option<String>, Option<String>, Option<String>);
+
+/// A version as the test compares it: values, is_deleted, is_current.
+type Expected = (Values, bool, bool);
+
+/// The source table, and a change log kept by trigger: one row per row change with the
+/// transaction id, so the test knows every state each key went through without cdcctl.
+const SOURCE: &str = "
+CREATE TABLE people (id int PRIMARY KEY, name text, email text, tier text, notes text);
+CREATE TABLE people_log (seq bigserial PRIMARY KEY, txid bigint NOT NULL DEFAULT txid_current(),
+  op text NOT NULL, id int NOT NULL, name text, email text, tier text);
+CREATE FUNCTION people_log() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    INSERT INTO people_log (op, id) VALUES ('d', OLD.id);
+  ELSE
+    INSERT INTO people_log (op, id, name, email, tier) VALUES ('u', NEW.id, NEW.name, NEW.email, NEW.tier);
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER people_log AFTER INSERT OR UPDATE OR DELETE ON people
+  FOR EACH ROW EXECUTE FUNCTION people_log();
+";
+
+/// Every key's versions from the change log: per transaction the key's last state; a state
+/// with other values than the one before starts a version; a delete ends one.
+async fn expected_history(pg: &tokio_postgres::Client) -> BTreeMap<i64, Vec<Expected>> {
+    let rows = pg
+        .query(
+            "SELECT txid, op, id, name, email, tier FROM people_log ORDER BY id, seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    // Per key: (txid, state) with one state per transaction.
+    let mut states: BTreeMap<i64, Vec<(i64, Option<Values>)>> = BTreeMap::new();
+    for r in rows {
+        let (txid, op, id): (i64, String, i32) = (r.get(0), r.get(1), r.get(2));
+        let state = (op == "u").then(|| (r.get(3), r.get(4), r.get(5)));
+        let list = states.entry(i64::from(id)).or_default();
+        match list.last_mut() {
+            Some((t, s)) if *t == txid => *s = state,
+            _ => list.push((txid, state)),
+        }
+    }
+    let mut history = BTreeMap::new();
+    for (id, list) in states {
+        let mut versions: Vec<Expected> = Vec::new();
+        let mut live: Option<Values> = None;
+        for (_, state) in list {
+            match state {
+                Some(values) if live.as_ref() != Some(&values) => {
+                    if let Some(last) = versions.last_mut().filter(|_| live.is_some()) {
+                        last.2 = false;
+                    }
+                    versions.push((values.clone(), false, true));
+                    live = Some(values);
+                }
+                Some(_) => {}
+                None => {
+                    if let Some(last) = versions.last_mut().filter(|_| live.is_some()) {
+                        last.1 = true;
+                        last.2 = false;
+                    }
+                    live = None;
+                }
+            }
+        }
+        history.insert(id, versions);
+    }
+    history
+}
+
+/// The history table as the test compares it, per key in version order.
+async fn stored_history(ctx: &TestContext, snowflake: bool) -> BTreeMap<i64, Vec<Expected>> {
+    let sql = "SELECT CAST(id AS VARCHAR), CAST(version AS VARCHAR), name, email, tier, \
+               CAST(is_deleted AS VARCHAR), CAST(is_current AS VARCHAR) \
+               FROM public.people_history ORDER BY id, version";
+    let rows: Vec<Vec<Option<String>>> = if snowflake {
+        use cdcctl::clients::snowflake::Retry;
+        ctx.snowflake()
+            .query(sql, &[], Retry::Idempotent)
+            .await
+            .unwrap()
+            .rows
+    } else {
+        let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+        let mut statement = conn.prepare(sql).unwrap();
+        statement
+            .query_map([], |r| (0..7).map(|i| r.get(i)).collect())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let mut history: BTreeMap<i64, Vec<Expected>> = BTreeMap::new();
+    let flag = |v: &Option<String>| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    for r in rows {
+        let id: i64 = r[0].as_deref().unwrap().parse().unwrap();
+        let version: usize = r[1].as_deref().unwrap().parse().unwrap();
+        let list = history.entry(id).or_default();
+        assert_eq!(list.len() + 1, version, "versions of {id} are 1, 2, 3…");
+        list.push((
+            (r[2].clone(), r[3].clone(), r[4].clone()),
+            flag(&r[5]),
+            flag(&r[6]),
+        ));
+    }
+    history
+}
+
+/// The source table's rows (id, name, email, tier as text) and the Postgres clock, after a
+/// pause so that the instant lies strictly between commits.
+async fn source_state(pg: &tokio_postgres::Client) -> (Vec<Vec<Option<String>>>, String) {
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let rows = pg
+        .query(
+            "SELECT id::text, name, email, tier FROM people ORDER BY people.id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (0..4).map(|i| r.get(i)).collect())
+        .collect();
+    let at: String = pg
+        .query_one(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    (rows, at)
+}
+
+/// `cdcctl scd2 --as-of` rows (id, name, email, tier).
+fn as_of_rows(ctx: &TestContext, sink: &[&str], at: &str) -> Vec<Vec<Option<String>>> {
+    let report = scd2_ok(ctx, sink, &["--as-of", at]);
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            ["id", "name", "email", "tier"]
+                .iter()
+                .map(|c| {
+                    let v = r
+                        .get(*c)
+                        .or_else(|| r.get(c.to_uppercase().as_str()))
+                        .unwrap_or_else(|| panic!("no {c} in {r}"));
+                    v.as_str().map(str::to_owned)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn scd2_ok(ctx: &TestContext, sink: &[&str], args: &[&str]) -> serde_json::Value {
+    let out = ctx
+        .cdcctl()
+        .args(["scd2", "-o", "json", "--table", "people"])
+        .args(sink)
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "scd2 {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Changes to `people` the generator does not make: two updates of one key in one
+/// transaction, and a delete then a re-insert of the same key.
+async fn hand_made_changes(pg: &tokio_postgres::Client, round: i32) {
+    let id: i32 = pg
+        .query_one("SELECT min(id) FROM people", &[])
+        .await
+        .unwrap()
+        .get(0);
+    pg.batch_execute(&format!(
+        "BEGIN; UPDATE people SET tier = 'first-{round}' WHERE id = {id}; \
+         UPDATE people SET tier = 'second-{round}' WHERE id = {id}; COMMIT;"
+    ))
+    .await
+    .unwrap();
+    let victim: i32 = pg
+        .query_one("SELECT max(id) FROM people", &[])
+        .await
+        .unwrap()
+        .get(0);
+    pg.batch_execute(&format!(
+        "CREATE TEMP TABLE kept AS SELECT * FROM people WHERE id = {victim}; \
+         DELETE FROM people WHERE id = {victim};"
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    pg.batch_execute("INSERT INTO people SELECT * FROM kept; DROP TABLE kept;")
+        .await
+        .unwrap();
+}
+
+/// Rows of a warehouse table (0 when it does not exist yet).
+async fn warehouse_count(ctx: &TestContext, snowflake: bool, table: &str) -> i64 {
+    let sql = format!("SELECT CAST(COUNT(*) AS VARCHAR) FROM {table}");
+    let text = if snowflake {
+        use cdcctl::clients::snowflake::Retry;
+        match ctx.snowflake().query(&sql, &[], Retry::Idempotent).await {
+            Ok(r) => r.rows[0][0].clone(),
+            Err(_) => None,
+        }
+    } else {
+        let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+        conn.query_row(&sql, [], |r| r.get(0)).ok()
+    };
+    text.and_then(|t| t.parse().ok()).unwrap_or(0)
+}
+
+/// `load --history` until the changes table holds every change of the log.
+async fn load_history(ctx: &TestContext, pg: &tokio_postgres::Client, sink: &[&str]) {
+    let snowflake = sink.contains(&"snowflake");
+    let want: i64 = pg
+        .query_one("SELECT count(*) FROM people_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let out = ctx
+            .cdcctl()
+            .args(["load", "--history", "--until-caught-up"])
+            .args(sink)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let have = warehouse_count(ctx, snowflake, "public.people__changes").await;
+        if have >= want {
+            assert_eq!(have, want, "the changes table has one row per change");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the changes table never held the {want} changes ({have})"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// The whole issue: generate-data (and hand-made changes) → Debezium → `load --history` →
+/// `scd2`, twice; the history equals the change log, `--as-of` equals the recorded source
+/// states, a run without changes changes nothing, a run after changes only adds and closes.
+async fn history_follows_the_source(name: &str, sink: &[&str]) {
+    let snowflake = sink.contains(&"snowflake");
+    let ctx = TestContext::new(name).await;
+    let pg = ctx.pg().await;
+    pg.batch_execute(SOURCE).await.unwrap();
+    ctx.create_connector(&["public.people"]).await;
+    let (empty, t0) = source_state(&pg).await;
+    assert!(empty.is_empty());
+
+    let generate = |seed: &str, events: &str| {
+        crate::load::cdcctl_ok(
+            &ctx,
+            &[
+                "generate-data",
+                "--table",
+                "people",
+                "--events",
+                events,
+                "--rate",
+                "150",
+                "--tx-size",
+                "1",
+                "--mix",
+                "insert=30,update=55,delete=15",
+                "--seed",
+                seed,
+            ],
+        );
+    };
+    crate::load::cdcctl_ok(
+        &ctx,
+        &[
+            "generate-data",
+            "--table",
+            "people",
+            "--rows",
+            "25",
+            "--seed",
+            "1",
+        ],
+    );
+    generate("2", "250");
+    hand_made_changes(&pg, 1).await;
+    let (state1, t1) = source_state(&pg).await;
+
+    load_history(&ctx, &pg, sink).await;
+    let first = scd2_ok(&ctx, sink, &["--key", "id", "--track", "name,email,tier"]);
+    assert!(first["inserted"].as_i64().unwrap() > 25, "{first:#}");
+    let expected = expected_history(&pg).await;
+    let stored = stored_history(&ctx, snowflake).await;
+    assert_eq!(stored, expected, "the history equals the change log");
+    assert!(
+        expected.values().any(|v| v.len() >= 3),
+        "some key changed several times"
+    );
+    assert!(
+        expected
+            .values()
+            .any(|v| v.iter().any(|(_, deleted, _)| *deleted)),
+        "some key was deleted"
+    );
+
+    // Nothing new: nothing changes.
+    let again = scd2_ok(&ctx, sink, &[]);
+    assert_eq!(again["changes_read"], 0, "{again:#}");
+    assert_eq!(stored_history(&ctx, snowflake).await, stored);
+
+    // More changes: the versions stored before are kept, only closed.
+    generate("3", "120");
+    hand_made_changes(&pg, 2).await;
+    let (state2, t2) = source_state(&pg).await;
+    load_history(&ctx, &pg, sink).await;
+    let second = scd2_ok(&ctx, sink, &[]);
+    assert!(second["changes_read"].as_i64().unwrap() > 0, "{second:#}");
+    assert_eq!(second["removed"], 0, "{second:#}");
+    let after = stored_history(&ctx, snowflake).await;
+    assert_eq!(
+        after,
+        expected_history(&pg).await,
+        "the history equals the change log"
+    );
+    for (id, before) in &stored {
+        let now = &after[id];
+        for (i, (values, deleted, current)) in before.iter().enumerate() {
+            let (v, d, c) = &now[i];
+            assert_eq!(v, values, "key {id} version {} kept its values", i + 1);
+            if !*current {
+                assert_eq!(
+                    (d, c),
+                    (deleted, current),
+                    "closed versions stay as they were"
+                );
+            }
+        }
+    }
+    let check = scd2_ok(&ctx, sink, &["--check"]);
+    assert_eq!(check["ok"], true, "{check:#}");
+
+    // As of each recorded instant: the source table then.
+    assert!(as_of_rows(&ctx, sink, &t0).is_empty());
+    assert_eq!(as_of_rows(&ctx, sink, &t1), state1, "as of {t1}");
+    assert_eq!(as_of_rows(&ctx, sink, &t2), state2, "as of {t2}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_in_duckdb_follows_the_postgres_change_log() {
+    history_follows_the_source("scd2_duckdb", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_in_snowflake_follows_the_postgres_change_log() {
+    history_follows_the_source("scd2_snowflake", &["--sink", "snowflake"]).await;
 }

@@ -45,6 +45,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('replay-dlq', 'replay-dlq', [CompletionResultType]::ParameterValue, 'Inspect the dead-letter topic of `load` and replay its messages after a fix')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Is the pipeline healthy? One row per check, from Postgres to the warehouse')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys')
+            [CompletionResult]::new('scd2', 'scd2', [CompletionResultType]::ParameterValue, 'Keep a Type 2 history (valid_from/valid_to/is_current) from the changes `load --history` kept')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show every effective setting and where it came from (secrets as ****)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -577,6 +578,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--until-caught-up', '--until-caught-up', [CompletionResultType]::ParameterName, 'Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)')
             [CompletionResult]::new('--soft-delete', '--soft-delete', [CompletionResultType]::ParameterName, 'Keep deleted rows, flagged `_cdc_deleted = true`, instead of removing them')
             [CompletionResult]::new('--primary-key', '--primary-key', [CompletionResultType]::ParameterName, 'Declare a PRIMARY KEY on the key columns of tables it creates (DuckDB; slower MERGE)')
+            [CompletionResult]::new('--history', '--history', [CompletionResultType]::ParameterName, 'Also append every change to `<table>__changes` (what `cdcctl scd2` builds history from)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
@@ -690,6 +692,8 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
             [CompletionResult]::new('--to-source-topic', '--to-source-topic', [CompletionResultType]::ParameterName, 'Send them to their original topic instead of applying them to the warehouse')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be replayed and whether it would succeed; change nothing')
+            [CompletionResult]::new('--soft-delete', '--soft-delete', [CompletionResultType]::ParameterName, 'As the loader''s `--soft-delete`: deletes flag rows instead of removing them')
+            [CompletionResult]::new('--history', '--history', [CompletionResultType]::ParameterName, 'As the loader''s `--history`: the replayed changes are added to `<table>__changes` too (a later `cdcctl scd2` puts them in their place in the history)')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Include dead letters already replayed (list and show)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
@@ -791,6 +795,38 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'cdcctl;scd2' {
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'The loaded table: `users` (schema `public`) or `schema.table`, as `load` named it')
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Key columns, comma separated [default: the key of the previous run]')
+            [CompletionResult]::new('--track', '--track', [CompletionResultType]::ParameterName, 'Columns whose changes make a new version, comma separated [default: every non-key column]')
+            [CompletionResult]::new('--history-table', '--history-table', [CompletionResultType]::ParameterName, 'The history table [default: `<table>_history`, in the table''s schema]')
+            [CompletionResult]::new('--as-of', '--as-of', [CompletionResultType]::ParameterName, 'Print the table as it was at this instant (RFC 3339, or `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC) instead of updating the history')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'With --check, list at most this many violations per rule')
+            [CompletionResult]::new('--sink', '--sink', [CompletionResultType]::ParameterName, 'Where the loader writes: duckdb or snowflake [default: `load.sink`]')
+            [CompletionResult]::new('--snowflake-account', '--snowflake-account', [CompletionResultType]::ParameterName, 'Snowflake account identifier (`orgname-account`)')
+            [CompletionResult]::new('--snowflake-url', '--snowflake-url', [CompletionResultType]::ParameterName, 'Snowflake endpoint URL, overriding the one derived from the account')
+            [CompletionResult]::new('--duckdb-path', '--duckdb-path', [CompletionResultType]::ParameterName, 'DuckDB database file')
+            [CompletionResult]::new('--duckdb', '--duckdb', [CompletionResultType]::ParameterName, 'DuckDB database file')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of cdcctl.toml to use (`[profiles.NAME]`)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file to read instead of the searched ones')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format: tables for people, or JSON for scripts')
+            [CompletionResult]::new('--keep-deleted', '--keep-deleted', [CompletionResultType]::ParameterName, 'A delete also adds a current `is_deleted` version (the key''s last values), instead of only closing the version')
+            [CompletionResult]::new('--rebuild', '--rebuild', [CompletionResultType]::ParameterName, 'Recompute the whole history from the changes table (needed to change --key, --track or --keep-deleted)')
+            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Validate the history instead of updating it: one current row per live key, no overlapping or gapped intervals, valid_from < valid_to, versions 1, 2, 3… (exit 1 on any violation)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Log more to stderr (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors: no progress, no warnings')
+            [CompletionResult]::new('--no-color', '--no-color', [CompletionResultType]::ParameterName, 'Never use colour (also when `NO_COLOR` is set)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to every confirmation prompt')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'cdcctl;config' {
             [CompletionResult]::new('--postgres-url', '--postgres-url', [CompletionResultType]::ParameterName, 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`')
             [CompletionResult]::new('--brokers', '--brokers', [CompletionResultType]::ParameterName, 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`')
@@ -844,6 +880,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('replay-dlq', 'replay-dlq', [CompletionResultType]::ParameterValue, 'Inspect the dead-letter topic of `load` and replay its messages after a fix')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Is the pipeline healthy? One row per check, from Postgres to the warehouse')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys')
+            [CompletionResult]::new('scd2', 'scd2', [CompletionResultType]::ParameterValue, 'Keep a Type 2 history (valid_from/valid_to/is_current) from the changes `load --history` kept')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show every effective setting and where it came from (secrets as ****)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -907,6 +944,9 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             break
         }
         'cdcctl;help;verify' {
+            break
+        }
+        'cdcctl;help;scd2' {
             break
         }
         'cdcctl;help;config' {

@@ -43,6 +43,9 @@ _cdcctl() {
             cdcctl,replay-dlq)
                 cmd="cdcctl__subcmd__replay__subcmd__dlq"
                 ;;
+            cdcctl,scd2)
+                cmd="cdcctl__subcmd__scd2"
+                ;;
             cdcctl,setup-source)
                 cmd="cdcctl__subcmd__setup__subcmd__source"
                 ;;
@@ -118,6 +121,9 @@ _cdcctl() {
             cdcctl__subcmd__help,replay-dlq)
                 cmd="cdcctl__subcmd__help__subcmd__replay__subcmd__dlq"
                 ;;
+            cdcctl__subcmd__help,scd2)
+                cmd="cdcctl__subcmd__help__subcmd__scd2"
+                ;;
             cdcctl__subcmd__help,setup-source)
                 cmd="cdcctl__subcmd__help__subcmd__setup__subcmd__source"
                 ;;
@@ -185,7 +191,7 @@ _cdcctl() {
 
     case "${cmd}" in
         cdcctl)
-            opts="-o -v -q -y -h -V --profile --config --output --verbose --quiet --no-color --yes --help --version setup-source generate-data create-connector connector tail load replay-dlq health verify config completions help"
+            opts="-o -v -q -y -h -V --profile --config --output --verbose --quiet --no-color --yes --help --version setup-source generate-data create-connector connector tail load replay-dlq health verify scd2 config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -901,7 +907,7 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__help)
-            opts="setup-source generate-data create-connector tail load replay-dlq health verify config completions help"
+            opts="setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1152,6 +1158,20 @@ _cdcctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cdcctl__subcmd__help__subcmd__scd2)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cdcctl__subcmd__help__subcmd__setup__subcmd__source)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1195,7 +1215,7 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__load)
-            opts="-o -v -q -y -h -V --topic --pattern --sink --group --from --batch-size --flush-interval --commit-interval --dlq-topic --no-dlq --retry-base --retry-cap --retry-max-elapsed --breaker-threshold --breaker-open --until-caught-up --target-schema --table-map --soft-delete --primary-key --memory-limit --metrics-file --metrics-interval --metrics-addr --brokers --topic-prefix --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            opts="-o -v -q -y -h -V --topic --pattern --sink --group --from --batch-size --flush-interval --commit-interval --dlq-topic --no-dlq --retry-base --retry-cap --retry-max-elapsed --breaker-threshold --breaker-open --until-caught-up --target-schema --table-map --soft-delete --primary-key --history --memory-limit --metrics-file --metrics-interval --metrics-addr --brokers --topic-prefix --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1515,7 +1535,7 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__replay__subcmd__dlq__subcmd__replay)
-            opts="-o -v -q -y -h -V --to-source-topic --dry-run --sink --target-schema --table-map --dlq-topic --group --all --table --error-class --since --offset --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            opts="-o -v -q -y -h -V --to-source-topic --dry-run --sink --target-schema --table-map --soft-delete --history --dlq-topic --group --all --table --error-class --since --offset --profile --config --output --verbose --quiet --no-color --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1612,6 +1632,80 @@ _cdcctl() {
                     return 0
                     ;;
                 --offset)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdcctl__subcmd__scd2)
+            opts="-o -v -q -y -h -V --table --key --track --history-table --keep-deleted --rebuild --as-of --check --limit --sink --snowflake-account --snowflake-url --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --table)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --track)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --history-table)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --as-of)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sink)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --snowflake-account)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --snowflake-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duckdb-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duckdb)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

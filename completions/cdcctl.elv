@@ -42,6 +42,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand replay-dlq 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
             cand health 'Is the pipeline healthy? One row per check, from Postgres to the warehouse'
             cand verify 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys'
+            cand scd2 'Keep a Type 2 history (valid_from/valid_to/is_current) from the changes `load --history` kept'
             cand config 'Show every effective setting and where it came from (secrets as ****)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -540,6 +541,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --until-caught-up 'Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)'
             cand --soft-delete 'Keep deleted rows, flagged `_cdc_deleted = true`, instead of removing them'
             cand --primary-key 'Declare a PRIMARY KEY on the key columns of tables it creates (DuckDB; slower MERGE)'
+            cand --history 'Also append every change to `<table>__changes` (what `cdcctl scd2` builds history from)'
             cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
             cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
             cand -q 'Print only data and errors: no progress, no warnings'
@@ -649,6 +651,8 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --output 'Output format: tables for people, or JSON for scripts'
             cand --to-source-topic 'Send them to their original topic instead of applying them to the warehouse'
             cand --dry-run 'Show what would be replayed and whether it would succeed; change nothing'
+            cand --soft-delete 'As the loader''s `--soft-delete`: deletes flag rows instead of removing them'
+            cand --history 'As the loader''s `--history`: the replayed changes are added to `<table>__changes` too (a later `cdcctl scd2` puts them in their place in the history)'
             cand --all 'Include dead letters already replayed (list and show)'
             cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
             cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
@@ -742,6 +746,37 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'cdcctl;scd2'= {
+            cand --table 'The loaded table: `users` (schema `public`) or `schema.table`, as `load` named it'
+            cand --key 'Key columns, comma separated [default: the key of the previous run]'
+            cand --track 'Columns whose changes make a new version, comma separated [default: every non-key column]'
+            cand --history-table 'The history table [default: `<table>_history`, in the table''s schema]'
+            cand --as-of 'Print the table as it was at this instant (RFC 3339, or `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC) instead of updating the history'
+            cand --limit 'With --check, list at most this many violations per rule'
+            cand --sink 'Where the loader writes: duckdb or snowflake [default: `load.sink`]'
+            cand --snowflake-account 'Snowflake account identifier (`orgname-account`)'
+            cand --snowflake-url 'Snowflake endpoint URL, overriding the one derived from the account'
+            cand --duckdb-path 'DuckDB database file'
+            cand --duckdb 'DuckDB database file'
+            cand --profile 'Profile of cdcctl.toml to use (`[profiles.NAME]`)'
+            cand --config 'Configuration file to read instead of the searched ones'
+            cand -o 'Output format: tables for people, or JSON for scripts'
+            cand --output 'Output format: tables for people, or JSON for scripts'
+            cand --keep-deleted 'A delete also adds a current `is_deleted` version (the key''s last values), instead of only closing the version'
+            cand --rebuild 'Recompute the whole history from the changes table (needed to change --key, --track or --keep-deleted)'
+            cand --check 'Validate the history instead of updating it: one current row per live key, no overlapping or gapped intervals, valid_from < valid_to, versions 1, 2, 3… (exit 1 on any violation)'
+            cand -v 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+            cand -q 'Print only data and errors: no progress, no warnings'
+            cand --quiet 'Print only data and errors: no progress, no warnings'
+            cand --no-color 'Never use colour (also when `NO_COLOR` is set)'
+            cand -y 'Answer yes to every confirmation prompt'
+            cand --yes 'Answer yes to every confirmation prompt'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'cdcctl;config'= {
             cand --postgres-url 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`'
             cand --brokers 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`'
@@ -793,6 +828,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand replay-dlq 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
             cand health 'Is the pipeline healthy? One row per check, from Postgres to the warehouse'
             cand verify 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys'
+            cand scd2 'Keep a Type 2 history (valid_from/valid_to/is_current) from the changes `load --history` kept'
             cand config 'Show every effective setting and where it came from (secrets as ****)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -839,6 +875,8 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
         &'cdcctl;help;health'= {
         }
         &'cdcctl;help;verify'= {
+        }
+        &'cdcctl;help;scd2'= {
         }
         &'cdcctl;help;config'= {
         }

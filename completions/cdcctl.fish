@@ -43,6 +43,7 @@ complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "load" -d 'Load CDC to
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "replay-dlq" -d 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "health" -d 'Is the pipeline healthy? One row per check, from Postgres to the warehouse'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "verify" -d 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys'
+complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "scd2" -d 'Keep a Type 2 history (valid_from/valid_to/is_current) from the changes `load --history` kept'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c cdcctl -n "__fish_cdcctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -400,6 +401,7 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l no-dlq -d 'Stop a
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l until-caught-up -d 'Exit 0 once every partition is loaded up to where it ended at start (CI, Makefiles)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l soft-delete -d 'Keep deleted rows, flagged `_cdc_deleted = true`, instead of removing them'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l primary-key -d 'Declare a PRIMARY KEY on the key columns of tables it creates (DuckDB; slower MERGE)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l history -d 'Also append every change to `<table>__changes` (what `cdcctl scd2` builds history from)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
@@ -480,6 +482,8 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_see
 json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l to-source-topic -d 'Send them to their original topic instead of applying them to the warehouse'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l dry-run -d 'Show what would be replayed and whether it would succeed; change nothing'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l soft-delete -d 'As the loader\'s `--soft-delete`: deletes flag rows instead of removing them'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l history -d 'As the loader\'s `--history`: the replayed changes are added to `<table>__changes` too (a later `cdcctl scd2` puts them in their place in the history)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -l all -d 'Include dead letters already replayed (list and show)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand replay-dlq; and __fish_seen_subcommand_from replay" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
@@ -541,6 +545,29 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -l no-color -d 'Ne
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -s y -l yes -d 'Answer yes to every confirmation prompt'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l table -d 'The loaded table: `users` (schema `public`) or `schema.table`, as `load` named it' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l key -d 'Key columns, comma separated [default: the key of the previous run]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l track -d 'Columns whose changes make a new version, comma separated [default: every non-key column]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l history-table -d 'The history table [default: `<table>_history`, in the table\'s schema]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l as-of -d 'Print the table as it was at this instant (RFC 3339, or `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC) instead of updating the history' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l limit -d 'With --check, list at most this many violations per rule' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l sink -d 'Where the loader writes: duckdb or snowflake [default: `load.sink`]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l snowflake-account -d 'Snowflake account identifier (`orgname-account`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l snowflake-url -d 'Snowflake endpoint URL, overriding the one derived from the account' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l duckdb-path -l duckdb -d 'DuckDB database file' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l profile -d 'Profile of cdcctl.toml to use (`[profiles.NAME]`)' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l config -d 'Configuration file to read instead of the searched ones' -r -F
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -s o -l output -d 'Output format: tables for people, or JSON for scripts' -r -f -a "text\t'Human-readable tables and messages'
+json\t'Stable JSON on stdout (JSON Lines for streams); errors as a JSON object on stderr'"
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l keep-deleted -d 'A delete also adds a current `is_deleted` version (the key\'s last values), instead of only closing the version'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l rebuild -d 'Recompute the whole history from the changes table (needed to change --key, --track or --keep-deleted)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l check -d 'Validate the history instead of updating it: one current row per live key, no overlapping or gapped intervals, valid_from < valid_to, versions 1, 2, 3… (exit 1 on any violation)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -s v -l verbose -d 'Log more to stderr (-v info, -vv debug, -vvv trace)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -s q -l quiet -d 'Print only data and errors: no progress, no warnings'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -l no-color -d 'Never use colour (also when `NO_COLOR` is set)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -s y -l yes -d 'Answer yes to every confirmation prompt'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand scd2" -s V -l version -d 'Print version'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l postgres-url -d 'Postgres URL, `postgres://USER:PASS@HOST:PORT/DB?sslmode=MODE`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l brokers -d 'Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand config" -l topic-prefix -d 'Debezium topic prefix: topics are `<PREFIX>.<schema>.<table>`' -r
@@ -568,17 +595,18 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -l no-color -
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s y -l yes -d 'Answer yes to every confirmation prompt'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "generate-data" -d 'Fill Postgres with realistic rows and drive a stream of changes'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "create-connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "tail" -d 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "load" -d 'Load CDC topics into the warehouse, keeping each table equal to its source table'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "replay-dlq" -d 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "health" -d 'Is the pipeline healthy? One row per check, from Postgres to the warehouse'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "verify" -d 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help" -f -a "setup-source" -d 'Check and prepare Postgres for CDC: wal_level, slots, privileges, publication, slot'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help" -f -a "generate-data" -d 'Fill Postgres with realistic rows and drive a stream of changes'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help" -f -a "create-connector" -d 'Apply and manage Debezium connectors on Kafka Connect'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help" -f -a "tail" -d 'Read CDC topics decoded: one line per change, or JSON, or the raw messages'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help" -f -a "load" -d 'Load CDC topics into the warehouse, keeping each table equal to its source table'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help" -f -a "replay-dlq" -d 'Inspect the dead-letter topic of `load` and replay its messages after a fix'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help" -f -a "health" -d 'Is the pipeline healthy? One row per check, from Postgres to the warehouse'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help" -f -a "verify" -d 'Is the warehouse equal to the source? Row counts, checksums and, with --diff, the keys'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help" -f -a "scd2" -d 'Keep a Type 2 history (valid_from/valid_to/is_current) from the changes `load --history` kept'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help" -f -a "config" -d 'Show every effective setting and where it came from (secrets as ****)'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and not __fish_seen_subcommand_from setup-source generate-data create-connector tail load replay-dlq health verify scd2 config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "list" -d 'List the worker\'s connectors: state, tasks, topic prefix, slot and tables'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "status" -d 'Show a connector\'s state and each task\'s; exit 1 unless all are RUNNING'
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand help; and __fish_seen_subcommand_from create-connector" -f -a "restart" -d 'Restart the connector\'s failed tasks (`--all`: the connector and every task)'

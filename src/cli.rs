@@ -1092,6 +1092,13 @@ pub enum DlqAction {
         /// Source table → target table, as the loader's `--table-map` (repeatable)
         #[arg(long, value_name = "SOURCE=TARGET")]
         table_map: Vec<String>,
+        /// As the loader's `--soft-delete`: deletes flag rows instead of removing them
+        #[arg(long)]
+        soft_delete: bool,
+        /// As the loader's `--history`: the replayed changes are added to `<table>__changes`
+        /// too (a later `cdcctl scd2` puts them in their place in the history)
+        #[arg(long)]
+        history: bool,
     },
 }
 

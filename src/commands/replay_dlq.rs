@@ -72,6 +72,8 @@ pub async fn run(args: &ReplayDlqArgs, config: &Config, out: &Output) -> Result<
             dry_run,
             target_schema,
             table_map,
+            soft_delete,
+            history,
             ..
         }) => {
             let mut plan = ReplayPlan {
@@ -80,6 +82,11 @@ pub async fn run(args: &ReplayDlqArgs, config: &Config, out: &Output) -> Result<
                 to_source_topic: *to_source_topic,
                 dry_run: *dry_run,
                 targets: Targets::parse(target_schema.as_deref(), table_map)?,
+                table_options: TableOptions {
+                    soft_delete: *soft_delete,
+                    history: *history,
+                    ..TableOptions::default()
+                },
             };
             let config = config.clone();
             let out = out.clone();
@@ -463,6 +470,8 @@ struct ReplayPlan {
     dry_run: bool,
     /// Where applied rows go (the loader's `--target-schema`/`--table-map`).
     targets: Targets,
+    /// The loader's `--soft-delete` and `--history`.
+    table_options: TableOptions,
 }
 
 /// `replay` output.
@@ -571,7 +580,7 @@ fn replay(
             producer.send_all(topic, &messages, timeout)?;
         }
     } else if !ok.is_empty() {
-        report.rows_changed = apply(&ok, &mut plan.targets, config, runtime)?;
+        report.rows_changed = apply(&ok, &mut plan.targets, plan.table_options, config, runtime)?;
     }
     bar.inc(ok.len() as u64);
     // Still failing: back in the dead-letter topic, one more attempt.
@@ -621,6 +630,7 @@ fn replay(
 fn apply(
     records: &[&Record],
     targets: &mut Targets,
+    opts: TableOptions,
     config: &Config,
     runtime: &tokio::runtime::Handle,
 ) -> Result<u64> {
@@ -631,8 +641,12 @@ fn apply(
             memory_limit: "256MB".into(),
         },
     };
-    let mut sink = open_sink(choice, config, TableOptions::default(), runtime)?;
-    let mut batch = Batch::new();
+    let mut sink = open_sink(choice, config, opts, runtime)?;
+    let mut batch = if opts.history {
+        Batch::with_history()
+    } else {
+        Batch::new()
+    };
     for r in records {
         if let Ok(decoded) = &r.now {
             batch.push(decoded.clone());

@@ -125,8 +125,8 @@ impl Request {
             return Err(CliError::Failed {
                 message: format!(
                     "there is no changes table {} for {}",
-                    changes.sql(dialect),
-                    self.table.sql(dialect)
+                    display(&changes),
+                    display(&self.table)
                 ),
                 hint: Some(
                     "load the table with `cdcctl load --history` first: it keeps every change \
@@ -167,7 +167,7 @@ impl Request {
                 return Err(CliError::Usage {
                     message: format!(
                         "which columns are the key of {}? The first run needs --key",
-                        self.table.sql(dialect)
+                        display(&self.table)
                     ),
                     hint: Some(format!(
                         "pass the source table's primary key, e.g. `--key {}`",
@@ -177,15 +177,15 @@ impl Request {
             }
             (given, _) => given.to_vec(),
         };
-        let key = resolve(&key, source, changes, dialect)?;
+        let key = resolve(&key, source, changes)?;
         let track = match (&self.track[..], previous) {
-            ([], Some(state)) => resolve(&state.tracked, source, changes, dialect)?,
+            ([], Some(state)) => resolve(&state.tracked, source, changes)?,
             ([], None) => source
                 .iter()
                 .filter(|(c, _)| !key.iter().any(|(k, _)| k == c))
                 .cloned()
                 .collect(),
-            (given, _) => resolve(given, source, changes, dialect)?,
+            (given, _) => resolve(given, source, changes)?,
         };
         if let Some((column, _)) = track.iter().find(|(c, _)| key.iter().any(|(k, _)| k == c)) {
             return Err(CliError::Usage {
@@ -213,7 +213,7 @@ impl Request {
                     message: format!(
                         "{} was built with key ({}), tracking ({}){}; this run asks for key ({}), \
                          tracking ({}){}",
-                        self.history.sql(dialect),
+                        display(&self.history),
                         state.key.join(", "),
                         state.tracked.join(", "),
                         if state.keep_deleted {
@@ -240,6 +240,11 @@ impl Request {
     }
 }
 
+/// A table as messages name it: `public.users`.
+fn display(table: &TableName) -> String {
+    State::name(table)
+}
+
 /// `users` → `public.users`; `a.b` → `a.b`; an unqualified name takes `schema` (else `public`,
 /// where `load` puts the source tables of schema `public`).
 fn parse_table(raw: &str, schema: Option<&str>) -> Option<TableName> {
@@ -256,7 +261,6 @@ fn resolve(
     names: &[String],
     source: &[(String, WarehouseType)],
     changes: &TableName,
-    dialect: Dialect,
 ) -> Result<Vec<(String, WarehouseType)>, CliError> {
     names
         .iter()
@@ -266,7 +270,7 @@ fn resolve(
                 .find(|(c, _)| c.eq_ignore_ascii_case(name))
                 .cloned()
                 .ok_or_else(|| CliError::Usage {
-                    message: format!("{} has no column `{name}`", changes.sql(dialect)),
+                    message: format!("{} has no column `{name}`", display(changes)),
                     hint: Some(format!(
                         "its columns: {}",
                         source
@@ -414,8 +418,8 @@ fn update(
     };
     let (high, high_lsn) = (cell(0).unwrap_or(0), cell(1));
     let mut report = UpdateReport {
-        history_table: history.sql(d),
-        changes_table: spec.changes.sql(d),
+        history_table: display(history),
+        changes_table: display(&spec.changes),
         key: spec.key.iter().map(|(c, _)| c.clone()).collect(),
         tracked: spec.tracked.iter().map(|(c, _)| c.clone()).collect(),
         keep_deleted: spec.keep_deleted,
@@ -458,7 +462,7 @@ fn update(
             if transaction {
                 let _ = db.execute("ROLLBACK", &[]);
             }
-            return Err(e.context(format!("cannot update {}", history.sql(d))));
+            return Err(e.context(format!("cannot update {}", display(history))));
         }
     } else if state.is_none() || rebuild {
         db.execute(
@@ -565,7 +569,7 @@ fn as_of(
         .map(|(c, _)| c.clone())
         .collect();
     let report = AsOfReport {
-        history_table: spec.history.sql(spec.dialect),
+        history_table: display(&spec.history),
         as_of: text.to_owned(),
         rows: rows
             .iter()
@@ -588,10 +592,7 @@ fn as_of(
 
 fn no_history(spec: &Spec) -> CliError {
     CliError::Failed {
-        message: format!(
-            "there is no history table {}",
-            spec.history.sql(spec.dialect)
-        ),
+        message: format!("there is no history table {}", display(&spec.history)),
         hint: Some(format!(
             "build it first: `cdcctl scd2 --table {}`",
             spec.changes.table.trim_end_matches("__changes")
@@ -659,7 +660,7 @@ fn check(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let report = CheckReport {
-        history_table: spec.history.sql(spec.dialect),
+        history_table: display(&spec.history),
         ok: violations.is_empty(),
         changes_behind: behind,
         violations,

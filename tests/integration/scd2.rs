@@ -246,6 +246,42 @@ fn versions_follow_the_rules_incrementally_and_late_changes_land_in_place() {
 }
 
 #[test]
+fn human_output_reads_like_a_report() {
+    let dir = TestDir::new("scd2_text");
+    let db = dir.path().join("w.duckdb");
+    write_changes(
+        &db,
+        &[
+            (1, "c", 1, Some("Ada"), 1000, 10),
+            (2, "u", 1, Some("Ada L."), 2000, 20),
+            (3, "c", 2, Some("Bo"), 2500, 25),
+            (4, "d", 2, None, 3000, 30),
+        ],
+    );
+    let text = |args: &[&str]| {
+        let out = dir
+            .cdcctl()
+            .args(["scd2", "--duckdb"])
+            .arg(&db)
+            .args(["--table", "people"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut report = text(&["--key", "id"]);
+    report.push_str(&text(&[]));
+    report.push_str(&text(&["--as-of", "1970-01-01T00:41:40Z"]));
+    report.push_str(&text(&["--check"]));
+    let conn = duckdb::Connection::open(&db).unwrap();
+    conn.execute_batch("UPDATE public.people_history SET version = 3 WHERE id = 2")
+        .unwrap();
+    drop(conn);
+    report.push_str(&text(&["--check"]));
+    insta::assert_snapshot!("scd2_text", report);
+}
+
+#[test]
 fn unknown_columns_and_a_missing_changes_table_are_explained() {
     let dir = TestDir::new("scd2_errors");
     let db = dir.path().join("w.duckdb");
@@ -277,13 +313,14 @@ type Expected = (Values, bool, bool);
 const SOURCE: &str = "
 CREATE TABLE people (id int PRIMARY KEY, name text, email text, tier text, notes text);
 CREATE TABLE people_log (seq bigserial PRIMARY KEY, txid bigint NOT NULL DEFAULT txid_current(),
-  op text NOT NULL, id int NOT NULL, name text, email text, tier text);
+  op text NOT NULL, id int NOT NULL, name text, email text, tier text, notes_len int);
 CREATE FUNCTION people_log() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'DELETE' THEN
     INSERT INTO people_log (op, id) VALUES ('d', OLD.id);
   ELSE
-    INSERT INTO people_log (op, id, name, email, tier) VALUES ('u', NEW.id, NEW.name, NEW.email, NEW.tier);
+    INSERT INTO people_log (op, id, name, email, tier, notes_len)
+      VALUES ('u', NEW.id, NEW.name, NEW.email, NEW.tier, length(NEW.notes));
   END IF;
   RETURN NULL;
 END $$;
@@ -375,6 +412,57 @@ async fn stored_history(ctx: &TestContext, snowflake: bool) -> BTreeMap<i64, Vec
         ));
     }
     history
+}
+
+/// Per key, the length of `notes` after each insert or update, from the change log.
+async fn logged_notes_lengths(pg: &tokio_postgres::Client) -> BTreeMap<i64, Vec<Option<i64>>> {
+    let mut lengths: BTreeMap<i64, Vec<Option<i64>>> = BTreeMap::new();
+    for r in pg
+        .query(
+            "SELECT id, notes_len FROM people_log WHERE op = 'u' ORDER BY id, seq",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let (id, len): (i32, Option<i32>) = (r.get(0), r.get(1));
+        lengths
+            .entry(i64::from(id))
+            .or_default()
+            .push(len.map(i64::from));
+    }
+    lengths
+}
+
+/// The same from the changes table.
+async fn notes_lengths(ctx: &TestContext, snowflake: bool) -> BTreeMap<i64, Vec<Option<i64>>> {
+    let sql = "SELECT CAST(id AS VARCHAR), CAST(LENGTH(notes) AS VARCHAR) FROM \
+               public.people__changes WHERE _cdc_operation <> 'd' ORDER BY id, _cdc_source_lsn";
+    let rows: Vec<Vec<Option<String>>> = if snowflake {
+        use cdcctl::clients::snowflake::Retry;
+        ctx.snowflake()
+            .query(sql, &[], Retry::Idempotent)
+            .await
+            .unwrap()
+            .rows
+    } else {
+        let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+        let mut statement = conn.prepare(sql).unwrap();
+        statement
+            .query_map([], |r| (0..2).map(|i| r.get(i)).collect())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let mut lengths: BTreeMap<i64, Vec<Option<i64>>> = BTreeMap::new();
+    for r in rows {
+        let id: i64 = r[0].as_deref().unwrap().parse().unwrap();
+        lengths
+            .entry(id)
+            .or_default()
+            .push(r[1].as_deref().map(|l| l.parse().unwrap()));
+    }
+    lengths
 }
 
 /// The source table's rows (id, name, email, tier as text) and the Postgres clock, after a
@@ -536,11 +624,12 @@ async fn history_follows_the_source(name: &str, sink: &[&str]) {
     let (empty, t0) = source_state(&pg).await;
     assert!(empty.is_empty());
 
-    let generate = |seed: &str, events: &str| {
+    let generate = |seed: &str, events: &str, large: &str| {
         crate::load::cdcctl_ok(
             &ctx,
             &[
                 "generate-data",
+                large,
                 "--table",
                 "people",
                 "--events",
@@ -568,7 +657,7 @@ async fn history_follows_the_source(name: &str, sink: &[&str]) {
             "1",
         ],
     );
-    generate("2", "250");
+    generate("2", "250", "-q");
     hand_made_changes(&pg, 1).await;
     let (state1, t1) = source_state(&pg).await;
 
@@ -595,13 +684,20 @@ async fn history_follows_the_source(name: &str, sink: &[&str]) {
     assert_eq!(stored_history(&ctx, snowflake).await, stored);
 
     // More changes: the versions stored before are kept, only closed.
-    generate("3", "120");
+    // Values over 8 KB in `notes`: an update that leaves them alone does not send them
+    // (TOAST), and the changes table takes them from the stored row.
+    generate("3", "120", "--large-text");
     hand_made_changes(&pg, 2).await;
     let (state2, t2) = source_state(&pg).await;
     load_history(&ctx, &pg, sink).await;
     let second = scd2_ok(&ctx, sink, &[]);
     assert!(second["changes_read"].as_i64().unwrap() > 0, "{second:#}");
     assert_eq!(second["removed"], 0, "{second:#}");
+    assert_eq!(
+        notes_lengths(&ctx, snowflake).await,
+        logged_notes_lengths(&pg).await,
+        "every change carries its `notes`, TOAST or not"
+    );
     let after = stored_history(&ctx, snowflake).await;
     assert_eq!(
         after,

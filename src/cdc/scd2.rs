@@ -192,25 +192,36 @@ pub fn create_history_sql(spec: &Spec) -> String {
     )
 }
 
+/// The state table's columns, in order: history table, changes table, key columns and tracked
+/// columns (JSON arrays of names), keep_deleted, watermark (`_cdc_seq`), the LSN at the
+/// watermark, and when it was written.
+const STATE_COLUMNS: [(&str, WarehouseType); 8] = [
+    ("history_table", WarehouseType::Text),
+    ("changes_table", WarehouseType::Text),
+    ("key_columns", WarehouseType::Text),
+    ("tracked_columns", WarehouseType::Text),
+    ("keep_deleted", WarehouseType::Boolean),
+    ("watermark_seq", WarehouseType::BigInt),
+    ("watermark_lsn", WarehouseType::BigInt),
+    ("updated_at", WarehouseType::TimestampTz),
+];
+
 /// `CREATE TABLE IF NOT EXISTS` of the state table in `schema`.
 pub fn create_state_sql(dialect: Dialect, schema: &Option<String>) -> String {
-    let q = |n: &str| quote_ident(dialect, n);
-    let d = dialect;
-    let ts = WarehouseType::TimestampTz.normalize(d).sql(d);
-    let int = WarehouseType::BigInt.normalize(d).sql(d);
-    let text = WarehouseType::Text.normalize(d).sql(d);
+    let columns: Vec<String> = STATE_COLUMNS
+        .iter()
+        .map(|(name, ty)| {
+            format!(
+                "{} {}",
+                quote_ident(dialect, name),
+                ty.normalize(dialect).sql(dialect)
+            )
+        })
+        .collect();
     format!(
-        "CREATE TABLE IF NOT EXISTS {} ({} {text}, {} {text}, {} {text}, {} {text}, {} BOOLEAN, \
-         {} {int}, {} {int}, {} {ts})",
+        "CREATE TABLE IF NOT EXISTS {} ({})",
         state_table(schema).sql(dialect),
-        q("history_table"),
-        q("changes_table"),
-        q("key_columns"),
-        q("tracked_columns"),
-        q("keep_deleted"),
-        q("watermark_seq"),
-        q("watermark_lsn"),
-        q("updated_at"),
+        columns.join(", ")
     )
 }
 
@@ -246,25 +257,22 @@ pub fn delete_state_sql(dialect: Dialect, schema: &Option<String>) -> String {
     )
 }
 
-/// Records a history table's state. Parameters: history table, changes table, key columns,
-/// tracked columns (JSON arrays), keep_deleted, watermark seq, watermark lsn.
+/// Records a history table's state. Parameters: the [`STATE_COLUMNS`] but the last (the time
+/// of writing).
 pub fn insert_state_sql(dialect: Dialect, schema: &Option<String>) -> String {
     let now = match dialect {
         Dialect::DuckDb => "now()",
         Dialect::Snowflake => "CURRENT_TIMESTAMP()",
     };
-    let q = |n: &str| quote_ident(dialect, n);
+    let names: Vec<String> = STATE_COLUMNS
+        .iter()
+        .map(|(name, _)| quote_ident(dialect, name))
+        .collect();
+    let params = vec!["?"; STATE_COLUMNS.len() - 1].join(", ");
     format!(
-        "INSERT INTO {} ({}, {}, {}, {}, {}, {}, {}, {}) SELECT ?, ?, ?, ?, ?, ?, ?, {now}",
+        "INSERT INTO {} ({}) SELECT {params}, {now}",
         state_table(schema).sql(dialect),
-        q("history_table"),
-        q("changes_table"),
-        q("key_columns"),
-        q("tracked_columns"),
-        q("keep_deleted"),
-        q("watermark_seq"),
-        q("watermark_lsn"),
-        q("updated_at"),
+        names.join(", ")
     )
 }
 

@@ -28,7 +28,7 @@ use crate::cdc::sql::{
 use crate::error::CliError;
 
 pub use super::warehouse::{Applied, TableWrite};
-use super::warehouse::{Catalog, Prepared, Sink, SqlValue, Tables, unavailable_columns, value_of};
+use super::warehouse::{Catalog, Prepared, Sink, SqlValue, Tables, value_of};
 
 const DIALECT: Dialect = Dialect::DuckDb;
 
@@ -179,23 +179,17 @@ impl DuckDb {
     /// `cdc::sql` module doc, "Changes"), before the target is changed.
     fn record_changes(&mut self, write: &TableWrite<'_>, applied: &mut Applied) -> Result<()> {
         let plan = write.plan;
-        let changes = write.target.changes_table();
-        let change_write = TableWrite {
-            target: &changes,
-            plan,
-        };
-        let prepared = self
-            .change_tables
-            .prepare(&mut self.conn, &change_write, applied)?;
+        let (changes, prepared) =
+            self.change_tables
+                .prepare_changes(&mut self.conn, write, applied)?;
         let history = &plan.history;
         if !history.is_empty() {
-            let unavailable = unavailable_columns(&prepared.columns, &history.upserts);
             let spec = MergeSpec {
                 target: &changes,
                 staging: STAGING,
                 columns: &prepared.columns,
                 key: &prepared.key,
-                unavailable: &unavailable,
+                unavailable: &prepared.unavailable,
                 soft_delete: false,
             };
             self.conn
@@ -205,7 +199,7 @@ impl DuckDb {
                 &history.upserts,
                 &history.deletes,
                 &prepared.columns,
-                &unavailable,
+                &prepared.unavailable,
             )
             .with_context(|| format!("cannot stage the changes of {}", plan.table))?;
             let appended = self

@@ -17,9 +17,7 @@ use anyhow::{Context, Result};
 use tokio::runtime::Handle;
 
 use super::snowflake::{Bind, Retry, Snowflake, hex};
-use super::warehouse::{
-    Applied, Catalog, Prepared, Sink, SqlValue, TableWrite, Tables, unavailable_columns, value_of,
-};
+use super::warehouse::{Applied, Catalog, Prepared, Sink, SqlValue, TableWrite, Tables, value_of};
 use crate::cdc::batch::{Delete, Upsert};
 use crate::cdc::event::{Op, Value};
 use crate::cdc::schema::{Dialect, TableName, TableOptions, WarehouseType, warehouse_name};
@@ -125,24 +123,18 @@ impl SnowflakeSink {
         applied: &mut Applied,
     ) -> Result<()> {
         let plan = write.plan;
-        let changes = write.target.changes_table();
-        let change_write = TableWrite {
-            target: &changes,
-            plan,
-        };
-        let prepared = self
-            .change_tables
-            .prepare(&mut self.session, &change_write, applied)?;
+        let (changes, prepared) =
+            self.change_tables
+                .prepare_changes(&mut self.session, write, applied)?;
         let history = &plan.history;
         let context = || format!("cannot append to {}", changes.sql(DIALECT));
         if !history.is_empty() {
-            let unavailable = unavailable_columns(&prepared.columns, &history.upserts);
             let spec = MergeSpec {
                 target: &changes,
                 staging,
                 columns: &prepared.columns,
                 key: &prepared.key,
-                unavailable: &unavailable,
+                unavailable: &prepared.unavailable,
                 soft_delete: false,
             };
             let staged = staged_rows(&spec, &history.upserts, &history.deletes, false);

@@ -179,6 +179,25 @@ impl Tables {
         })
     }
 
+    /// Creates or evolves the changes table of `write`'s target (`load --history`,
+    /// [`TableName::changes_table`]) like [`Tables::prepare`]; its unavailable columns are those
+    /// of any change of the batch ([`TablePlan::history`]), not only of the final rows.
+    pub fn prepare_changes(
+        &mut self,
+        db: &mut impl Catalog,
+        write: &TableWrite<'_>,
+        applied: &mut Applied,
+    ) -> Result<(TableName, Prepared)> {
+        let changes = write.target.changes_table();
+        let change_write = TableWrite {
+            target: &changes,
+            plan: write.plan,
+        };
+        let mut prepared = self.prepare(db, &change_write, applied)?;
+        prepared.unavailable = unavailable_columns(&prepared.columns, &write.plan.history.upserts);
+        Ok((changes, prepared))
+    }
+
     /// Creates or evolves the table; returns the source columns to stage and the target
     /// columns the source no longer sends.
     fn layout(
@@ -324,7 +343,7 @@ fn evolve(
 }
 
 /// The indexes of `columns` that are unavailable in some of `upserts`.
-pub fn unavailable_columns(columns: &[WarehouseColumn], upserts: &[Upsert]) -> Vec<usize> {
+fn unavailable_columns(columns: &[WarehouseColumn], upserts: &[Upsert]) -> Vec<usize> {
     (0..columns.len())
         .filter(|&i| {
             upserts

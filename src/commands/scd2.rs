@@ -140,8 +140,18 @@ impl Request {
             .into_iter()
             .filter(|(name, _)| !is_metadata_column(name))
             .collect();
-        db.execute_ddl(&create_state_sql(dialect, &self.history.schema))?;
-        let state = State::read(db, &self.history)?;
+        // Only an update writes; --as-of and --check leave the warehouse as it is.
+        let state = if matches!(self.mode, Mode::Update) {
+            db.execute_ddl(&create_state_sql(dialect, &self.history.schema))?;
+            State::read(db, &self.history)?
+        } else if db
+            .read_columns(&scd2::state_table(&self.history.schema))?
+            .is_some()
+        {
+            State::read(db, &self.history)?
+        } else {
+            None
+        };
         let spec = self.spec(dialect, &changes, &source, state.as_ref())?;
         match self.mode {
             Mode::Update => update(db, &spec, &self.history, state, self.rebuild, out),

@@ -377,27 +377,34 @@ async fn expected_history(pg: &tokio_postgres::Client) -> BTreeMap<i64, Vec<Expe
     history
 }
 
+/// The rows of a query on the test's warehouse, every column as text.
+async fn warehouse_rows(ctx: &TestContext, snowflake: bool, sql: &str) -> Vec<Vec<Option<String>>> {
+    if snowflake {
+        use cdcctl::clients::snowflake::Retry;
+        return ctx
+            .snowflake()
+            .query(sql, &[], Retry::Idempotent)
+            .await
+            .unwrap()
+            .rows;
+    }
+    let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+    let mut statement = conn.prepare(sql).unwrap();
+    let mut rows = statement.query([]).unwrap();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        let width = row.as_ref().column_count();
+        out.push((0..width).map(|i| row.get(i).unwrap()).collect());
+    }
+    out
+}
+
 /// The history table as the test compares it, per key in version order.
 async fn stored_history(ctx: &TestContext, snowflake: bool) -> BTreeMap<i64, Vec<Expected>> {
     let sql = "SELECT CAST(id AS VARCHAR), CAST(version AS VARCHAR), name, email, tier, \
                CAST(is_deleted AS VARCHAR), CAST(is_current AS VARCHAR) \
                FROM public.people_history ORDER BY id, version";
-    let rows: Vec<Vec<Option<String>>> = if snowflake {
-        use cdcctl::clients::snowflake::Retry;
-        ctx.snowflake()
-            .query(sql, &[], Retry::Idempotent)
-            .await
-            .unwrap()
-            .rows
-    } else {
-        let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
-        let mut statement = conn.prepare(sql).unwrap();
-        statement
-            .query_map([], |r| (0..7).map(|i| r.get(i)).collect())
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
+    let rows = warehouse_rows(ctx, snowflake, sql).await;
     let mut history: BTreeMap<i64, Vec<Expected>> = BTreeMap::new();
     let flag = |v: &Option<String>| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("true"));
     for r in rows {
@@ -438,22 +445,7 @@ async fn logged_notes_lengths(pg: &tokio_postgres::Client) -> BTreeMap<i64, Vec<
 async fn notes_lengths(ctx: &TestContext, snowflake: bool) -> BTreeMap<i64, Vec<Option<i64>>> {
     let sql = "SELECT CAST(id AS VARCHAR), CAST(LENGTH(notes) AS VARCHAR) FROM \
                public.people__changes WHERE _cdc_operation <> 'd' ORDER BY id, _cdc_source_lsn";
-    let rows: Vec<Vec<Option<String>>> = if snowflake {
-        use cdcctl::clients::snowflake::Retry;
-        ctx.snowflake()
-            .query(sql, &[], Retry::Idempotent)
-            .await
-            .unwrap()
-            .rows
-    } else {
-        let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
-        let mut statement = conn.prepare(sql).unwrap();
-        statement
-            .query_map([], |r| (0..2).map(|i| r.get(i)).collect())
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
+    let rows = warehouse_rows(ctx, snowflake, sql).await;
     let mut lengths: BTreeMap<i64, Vec<Option<i64>>> = BTreeMap::new();
     for r in rows {
         let id: i64 = r[0].as_deref().unwrap().parse().unwrap();
@@ -564,17 +556,25 @@ async fn hand_made_changes(pg: &tokio_postgres::Client, round: i32) {
 /// Rows of a warehouse table (0 when it does not exist yet).
 async fn warehouse_count(ctx: &TestContext, snowflake: bool, table: &str) -> i64 {
     let sql = format!("SELECT CAST(COUNT(*) AS VARCHAR) FROM {table}");
-    let text = if snowflake {
+    if snowflake {
         use cdcctl::clients::snowflake::Retry;
-        match ctx.snowflake().query(&sql, &[], Retry::Idempotent).await {
-            Ok(r) => r.rows[0][0].clone(),
-            Err(_) => None,
+        // Not there yet: nothing loaded.
+        if ctx
+            .snowflake()
+            .query(&sql, &[], Retry::Idempotent)
+            .await
+            .is_err()
+        {
+            return 0;
         }
-    } else {
-        let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
-        conn.query_row(&sql, [], |r| r.get(0)).ok()
-    };
-    text.and_then(|t| t.parse().ok()).unwrap_or(0)
+    } else if duckdb::Connection::open(&ctx.duckdb_path)
+        .and_then(|c| c.prepare(&sql).map(|_| ()))
+        .is_err()
+    {
+        return 0;
+    }
+    let rows = warehouse_rows(ctx, snowflake, &sql).await;
+    rows[0][0].as_deref().unwrap().parse().unwrap()
 }
 
 /// `load --history` until the changes table holds every change of the log.
@@ -585,11 +585,13 @@ async fn load_history(ctx: &TestContext, pg: &tokio_postgres::Client, sink: &[&s
         .await
         .unwrap()
         .get(0);
+    let before = warehouse_count(ctx, snowflake, "public.people__changes").await;
+    let mut recorded = 0;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let out = ctx
             .cdcctl()
-            .args(["load", "--history", "--until-caught-up"])
+            .args(["-o", "json", "load", "--history", "--until-caught-up"])
             .args(sink)
             .output()
             .unwrap();
@@ -599,9 +601,16 @@ async fn load_history(ctx: &TestContext, pg: &tokio_postgres::Client, sink: &[&s
             "load: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        recorded += summary["changes_recorded"].as_i64().unwrap();
         let have = warehouse_count(ctx, snowflake, "public.people__changes").await;
         if have >= want {
             assert_eq!(have, want, "the changes table has one row per change");
+            assert_eq!(
+                recorded,
+                have - before,
+                "the loader counts what it appended"
+            );
             return;
         }
         assert!(

@@ -26,6 +26,7 @@ pub struct Metrics {
     batches: u64,
     rows_changed: u64,
     statements: u64,
+    changes_recorded: u64,
     dead_letters: u64,
     retries: u64,
     breaker: &'static str,
@@ -69,6 +70,8 @@ pub struct Committed<'a> {
     pub rows_changed: u64,
     /// Statements the warehouse ran for the batch.
     pub statements: u64,
+    /// Rows appended to changes tables (`--history`).
+    pub changes_recorded: u64,
     /// Kafka append times of the batch's messages (ms since epoch).
     pub kafka_ts_ms: &'a [i64],
     /// Source commit times of the batch's change events (ms since epoch).
@@ -88,6 +91,7 @@ impl Metrics {
             batches: 0,
             rows_changed: 0,
             statements: 0,
+            changes_recorded: 0,
             dead_letters: 0,
             retries: 0,
             breaker: "closed",
@@ -121,6 +125,7 @@ impl Metrics {
         self.batches += 1;
         self.rows_changed += batch.rows_changed;
         self.statements += batch.statements;
+        self.changes_recorded += batch.changes_recorded;
         for (table, counts) in &stats.per_table {
             let total = self.tables.entry(table.to_string()).or_default();
             total.create += counts.create;
@@ -212,6 +217,7 @@ impl Metrics {
             batches: self.batches,
             rows_changed: self.rows_changed,
             statements: self.statements,
+            changes_recorded: self.changes_recorded,
             dead_letters: self.dead_letters,
             warehouse: Warehouse {
                 breaker: self.breaker,
@@ -255,6 +261,12 @@ impl Metrics {
             "Warehouse rows inserted, updated or deleted.",
             "counter",
             vec![(String::new(), s.rows_changed as f64)],
+        );
+        metric(
+            "cdcctl_load_changes_recorded_total",
+            "Rows appended to changes tables (load --history).",
+            "counter",
+            vec![(String::new(), s.changes_recorded as f64)],
         );
         metric(
             "cdcctl_load_warehouse_retries_total",
@@ -337,6 +349,8 @@ pub struct Snapshot {
     rows_changed: u64,
     /// Warehouse statements run (transaction control not counted).
     statements: u64,
+    /// Rows appended to changes tables (`--history`).
+    changes_recorded: u64,
     /// Messages sent to the dead-letter queue.
     dead_letters: u64,
     /// The warehouse's circuit breaker and the failed attempts so far.
@@ -462,6 +476,7 @@ mod tests {
             stats: &stats(100, "users", 90),
             rows_changed: 80,
             statements: 2,
+            changes_recorded: 0,
             kafka_ts_ms: &kafka,
             source_ts_ms: &[9_000],
             handed_over: Instant::now(),
@@ -471,6 +486,7 @@ mod tests {
             stats: &stats(10, "users", 10),
             rows_changed: 10,
             statements: 2,
+            changes_recorded: 0,
             kafka_ts_ms: &[],
             source_ts_ms: &[],
             handed_over: Instant::now(),
@@ -502,6 +518,7 @@ mod tests {
             stats: &stats(5, "we\"ird", 5),
             rows_changed: 5,
             statements: 2,
+            changes_recorded: 0,
             kafka_ts_ms: &[],
             source_ts_ms: &[],
             handed_over: Instant::now(),

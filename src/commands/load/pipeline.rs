@@ -830,6 +830,7 @@ fn apply_job(
                         applied.rows_changed += one.rows_changed;
                         applied.truncates += one.truncates;
                         applied.statements += one.statements;
+                        applied.changes_recorded += one.changes_recorded;
                     }
                     Err(e) if crate::clients::is_transient(&e) => return Err(e),
                     Err(e) => rejected.push(Rejected {
@@ -872,6 +873,7 @@ fn apply_job(
         stats: &compacted.stats,
         rows_changed: applied.rows_changed,
         statements: applied.statements,
+        changes_recorded: applied.changes_recorded,
         kafka_ts_ms: &job.kafka_ts_ms,
         source_ts_ms: &job.source_ts_ms,
         handed_over: job.handed_over,

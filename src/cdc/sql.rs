@@ -33,6 +33,9 @@
 //! | absent | `c`/`r`/`u` | `INSERT` |
 //! | absent | `d` | nothing (soft delete: `INSERT` of the before image, `_cdc_deleted = true`) |
 //!
+//! A column flagged unavailable is resolved in the MERGE's source (a left join of the stored
+//! row), so the `UPDATE` only assigns source columns.
+//!
 //! The MERGE's source keeps one row per key (the highest LSN, `QUALIFY ROW_NUMBER() …`):
 //! the batch is compacted per key already, and real Snowflake refuses a nondeterministic MERGE
 //! (error 100090) if it ever were not.
@@ -557,7 +560,44 @@ pub fn merge_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
     let (op, lsn) = (q(STAGE_OP), q(STAGE_LSN));
     let stored_lsn = format!("t.{}", q(CDC_SOURCE_LSN));
 
-    let select = staged_select(dialect, spec);
+    // The staged rows cast to the target types; columns flagged unavailable take the stored
+    // value here, in the source of the MERGE, so its UPDATE only assigns source columns (the
+    // fakesnow emulator cannot see source columns that the target lacks in an UPDATE SET).
+    let mut select = staged_select(dialect, spec);
+    let mut from = q(spec.staging);
+    if !spec.unavailable.is_empty() {
+        let mut resolved: Vec<String> = spec
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let name = q(&c.name);
+                if spec.unavailable.contains(&i) && !spec.is_key(&c.name) {
+                    let flag = q(&unavailable_flag(i));
+                    format!("CASE WHEN i.{flag} THEN stored.{name} ELSE i.{name} END AS {name}")
+                } else {
+                    format!("i.{name}")
+                }
+            })
+            .collect();
+        resolved.extend([
+            format!("i.{op}"),
+            format!("i.{lsn}"),
+            format!("i.{}", q(CDC_TIMESTAMP)),
+        ]);
+        let stored_on: Vec<String> = spec
+            .key
+            .iter()
+            .map(|k| format!("stored.{} = i.{}", q(k), q(k)))
+            .collect();
+        from = format!(
+            "(SELECT {} FROM {from}) AS i LEFT JOIN {} AS stored ON ({})",
+            select.join(", "),
+            spec.target.sql(dialect),
+            stored_on.join(" AND ")
+        );
+        select = resolved;
+    }
 
     let on = spec.key_match(dialect, "s");
     let newer = format!("(s.{lsn} IS NULL OR {stored_lsn} IS NULL OR s.{lsn} > {stored_lsn})");
@@ -570,20 +610,14 @@ pub fn merge_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
         ]
     };
 
-    // UPDATE of every non-key column; unavailable ones keep the stored value.
+    // UPDATE of every non-key column (unavailable ones were resolved in the source).
     let mut update: Vec<String> = spec
         .columns
         .iter()
-        .enumerate()
-        .filter(|(_, c)| !spec.is_key(&c.name))
-        .map(|(i, c)| {
+        .filter(|c| !spec.is_key(&c.name))
+        .map(|c| {
             let name = q(&c.name);
-            if spec.unavailable.contains(&i) {
-                let flag = q(&unavailable_flag(i));
-                format!("{name} = CASE WHEN s.{flag} THEN t.{name} ELSE s.{name} END")
-            } else {
-                format!("{name} = s.{name}")
-            }
+            format!("{name} = s.{name}")
         })
         .collect();
     update.extend(metadata(&format!("s.{op}")));
@@ -611,11 +645,10 @@ pub fn merge_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
     let keys: Vec<String> = spec.key.iter().map(|k| q(k)).collect();
     let _ = write!(
         sql,
-        "MERGE INTO {} AS t\nUSING (SELECT * FROM (SELECT {} FROM {}) QUALIFY ROW_NUMBER() OVER \
+        "MERGE INTO {} AS t\nUSING (SELECT * FROM (SELECT {} FROM {from}) QUALIFY ROW_NUMBER() OVER \
          (PARTITION BY {} ORDER BY {lsn} DESC NULLS LAST) = 1) AS s\nON ({})\n",
         spec.target.sql(dialect),
         select.join(", "),
-        q(spec.staging),
         keys.join(", "),
         on
     );
@@ -761,12 +794,18 @@ mod tests {
             )),
             "{sql}"
         );
+        // An unavailable column takes the stored value in the MERGE's source.
         assert!(
             sql.contains(
-                "\"notes\" = CASE WHEN s.\"__cdcctl_unavailable_2\" THEN t.\"notes\" ELSE s.\"notes\" END"
+                "CASE WHEN i.\"__cdcctl_unavailable_2\" THEN stored.\"notes\" ELSE i.\"notes\" END AS \"notes\""
             ),
             "{sql}"
         );
+        assert!(
+            sql.contains("LEFT JOIN \"public\".\"users\" AS stored ON (stored.\"id\" = i.\"id\")"),
+            "{sql}"
+        );
+        assert!(sql.contains("\"notes\" = s.\"notes\""), "{sql}");
         // The key is matched on, never updated.
         assert!(!sql.contains("\"id\" = s.\"id\","), "{sql}");
         assert!(

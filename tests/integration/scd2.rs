@@ -603,9 +603,23 @@ async fn load_history(ctx: &TestContext, pg: &tokio_postgres::Client, sink: &[&s
         );
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         recorded += summary["changes_recorded"].as_i64().unwrap();
+        assert_eq!(
+            summary["dead_letters"], 0,
+            "nothing dead-lettered: {summary:#}"
+        );
         let have = warehouse_count(ctx, snowflake, "public.people__changes").await;
         if have >= want {
             assert_eq!(have, want, "the changes table has one row per change");
+            let rows: i64 = pg
+                .query_one("SELECT count(*) FROM people", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(
+                warehouse_count(ctx, snowflake, "public.people").await,
+                rows,
+                "the target table has the source's rows"
+            );
             assert_eq!(
                 recorded,
                 have - before,

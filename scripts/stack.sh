@@ -46,7 +46,7 @@ PG_CONNECTOR_CLASS=io.debezium.connector.postgresql.PostgresConnector
 
 # libssl-dev and pkg-config: cdcctl links OpenSSL for Postgres TLS (sslmode prefer/require).
 # openssl: the Snowflake key-pair tests make their keys with the CLI.
-APT_PACKAGES=(postgresql-15 openjdk-17-jre-headless kcat libjetty9-java libreflections-java curl jq patch libssl-dev pkg-config openssl)
+APT_PACKAGES=(postgresql-15 openjdk-17-jre-headless kcat libjetty9-java libreflections-java curl jq patch libssl-dev pkg-config openssl make)
 # Pinned so every machine gets the set verified in STACK.md section 4.
 PY_REQUIREMENTS=(
     'fakesnow[server]==0.12.1'

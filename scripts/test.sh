@@ -28,3 +28,6 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test (unit and integration, against the stack)"
 cargo test --all-targets --locked "$@"
+
+step "make -f examples/Makefile ci (the pipeline as a CI job runs it, gated on exit codes)"
+make -f examples/Makefile ci CDCCTL="$CARGO_TARGET_DIR/debug/cdcctl"

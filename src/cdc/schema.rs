@@ -701,6 +701,26 @@ pub const CDC_TIMESTAMP: &str = "_cdc_timestamp";
 pub const CDC_SOURCE_LSN: &str = "_cdc_source_lsn";
 /// `_cdc_processed_at`: warehouse commit time.
 pub const CDC_PROCESSED_AT: &str = "_cdc_processed_at";
+/// Lists the tables `load` keeps equal to a source table, as (schema, name) rows: those with
+/// `_cdc_processed_at`, changes tables (`_cdc_seq`, `load --history`) excluded.
+pub fn loaded_tables_sql(dialect: Dialect) -> String {
+    let (current, processed, seq) = match dialect {
+        Dialect::DuckDb => ("current_database()", CDC_PROCESSED_AT, CDC_SEQ.to_owned()),
+        Dialect::Snowflake => (
+            "CURRENT_DATABASE()",
+            "_CDC_PROCESSED_AT",
+            CDC_SEQ.to_ascii_uppercase(),
+        ),
+    };
+    format!(
+        "SELECT DISTINCT c.table_schema, c.table_name FROM information_schema.columns AS c \
+         WHERE c.column_name = '{processed}' AND c.table_catalog = {current} AND NOT EXISTS \
+         (SELECT 1 FROM information_schema.columns AS s WHERE s.table_catalog = c.table_catalog \
+         AND s.table_schema = c.table_schema AND s.table_name = c.table_name \
+         AND s.column_name = '{seq}') ORDER BY 1, 2"
+    )
+}
+
 /// `_cdc_deleted`: true for a soft-deleted row (`--soft-delete` only).
 pub const CDC_DELETED: &str = "_cdc_deleted";
 /// `_cdc_seq`: the order in which rows were appended to a changes table (`load --history`).

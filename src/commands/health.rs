@@ -943,11 +943,9 @@ fn duckdb_ages(config: &Config) -> Result<Option<Vec<(String, Duration)>>> {
         Err(e) => return Err(e).context("cannot open the DuckDB file"),
     };
     let tables: Vec<(String, String)> = conn
-        .prepare(
-            "SELECT table_schema, table_name FROM information_schema.columns \
-             WHERE column_name = '_cdc_processed_at' AND table_catalog = current_database() \
-             ORDER BY 1, 2",
-        )
+        .prepare(&crate::cdc::schema::loaded_tables_sql(
+            crate::cdc::schema::Dialect::DuckDb,
+        ))
         .context("cannot list the loaded tables")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()
@@ -986,9 +984,7 @@ fn snowflake_ages(config: &Config) -> Result<Option<Vec<(String, Duration)>>> {
     runtime.block_on(async {
         let tables = sf
             .query(
-                "SELECT table_schema, table_name FROM information_schema.columns \
-                 WHERE column_name = '_CDC_PROCESSED_AT' AND table_catalog = CURRENT_DATABASE() \
-                 ORDER BY 1, 2",
+                &crate::cdc::schema::loaded_tables_sql(crate::cdc::schema::Dialect::Snowflake),
                 &[],
                 Retry::Idempotent,
             )

@@ -425,18 +425,14 @@ fn compare(
     }
 }
 
-/// The loaded tables of the warehouse (those with `_cdc_processed_at`), as source names.
+/// The loaded tables of the warehouse (changes tables excluded), as source names.
 fn warehouse_tables(config: &Config) -> Result<Vec<(String, String)>> {
     if config.load.sink == "snowflake" {
         anyhow::bail!("name the tables to verify in Snowflake (schema.table)");
     }
     let conn = open_duckdb(config)?;
     let tables: Vec<(String, String)> = conn
-        .prepare(
-            "SELECT DISTINCT table_schema, table_name FROM information_schema.columns \
-             WHERE column_name = '_cdc_processed_at' AND table_catalog = current_database() \
-             ORDER BY 1, 2",
-        )?
+        .prepare(&crate::cdc::schema::loaded_tables_sql(Dialect::DuckDb))?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     Ok(tables)

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap_complete::ArgValueCandidates;
 
 use crate::config::FlagValue;
 
@@ -55,7 +56,7 @@ pub struct GlobalArgs {
     /// Profile of cdcctl.toml to use (`[profiles.NAME]`)
     ///
     /// Without it: `CDCCTL_PROFILE`, then the file's `default_profile`, then `default`.
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME", add = ArgValueCandidates::new(crate::complete::profiles))]
     pub profile: Option<String>,
 
     /// Configuration file to read instead of the searched ones
@@ -251,7 +252,7 @@ pub struct GenerateDataArgs {
     /// keys get keys of existing parent rows; identity and serial columns outside the key,
     /// generated columns and unsupported types with a default are left to Postgres. Unqualified
     /// names are in `public`; unquoted names match exactly, else in lower case.
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", add = ArgValueCandidates::new(crate::complete::tables))]
     pub table: Vec<String>,
 
     /// Bulk-load N rows into each table with COPY, parents before children
@@ -384,7 +385,7 @@ Examples:
 #[derive(Debug, Args)]
 pub struct ApplyConnectorArgs {
     /// Connector name [default: `connect.connector`, i.e. `cdcctl`]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCandidates::new(crate::complete::connectors))]
     pub name: Option<String>,
 
     /// Tables to capture, comma separated: `users,commerce.products,"My Table"`
@@ -609,7 +610,7 @@ pub struct ConnectorListArgs {
 #[derive(Debug, Args)]
 pub struct ConnectorStatusArgs {
     /// Connector [default: `connect.connector`, i.e. `cdcctl`]
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", add = ArgValueCandidates::new(crate::complete::connectors))]
     pub name: Option<String>,
     /// Kafka Connect connection.
     #[command(flatten)]
@@ -620,7 +621,7 @@ pub struct ConnectorStatusArgs {
 #[derive(Debug, Args)]
 pub struct ConnectorRestartArgs {
     /// Connector [default: `connect.connector`, i.e. `cdcctl`]
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", add = ArgValueCandidates::new(crate::complete::connectors))]
     pub name: Option<String>,
     /// Restart the connector and every task, not only the failed ones
     #[arg(long)]
@@ -637,7 +638,7 @@ pub struct ConnectorRestartArgs {
 #[derive(Debug, Args)]
 pub struct ConnectorStateArgs {
     /// Connector [default: `connect.connector`, i.e. `cdcctl`]
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", add = ArgValueCandidates::new(crate::complete::connectors))]
     pub name: Option<String>,
     /// Waiting for the result.
     #[command(flatten)]
@@ -651,7 +652,7 @@ pub struct ConnectorStateArgs {
 #[derive(Debug, Args)]
 pub struct ConnectorDeleteArgs {
     /// Connector [default: `connect.connector`, i.e. `cdcctl`]
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", add = ArgValueCandidates::new(crate::complete::connectors))]
     pub name: Option<String>,
     /// Also drop the replication slot (after resetting the offsets and deleting the connector)
     #[arg(long)]
@@ -752,7 +753,7 @@ impl PostgresArgs {
 #[derive(Debug, Args)]
 pub struct TailArgs {
     /// Tables to read: `users`, `commerce.products` (their topics are `<prefix>.<schema>.<table>`)
-    #[arg(value_name = "TABLE")]
+    #[arg(value_name = "TABLE", add = ArgValueCandidates::new(crate::complete::tables))]
     pub tables: Vec<String>,
 
     /// Read this topic (repeatable)
@@ -813,7 +814,7 @@ pub struct TailArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Tables to verify (`users`, `commerce.products`) [default: every loaded table]
-    #[arg(value_name = "TABLE")]
+    #[arg(value_name = "TABLE", add = ArgValueCandidates::new(crate::complete::tables))]
     pub tables: Vec<String>,
 
     /// List the keys that are missing, extra or different, with the differing columns
@@ -846,7 +847,7 @@ impl VerifyArgs {
 #[derive(Debug, Args)]
 pub struct Scd2Args {
     /// The loaded table: `users` (schema `public`) or `schema.table`, as `load` named it
-    #[arg(long, value_name = "TABLE")]
+    #[arg(long, value_name = "TABLE", add = ArgValueCandidates::new(crate::complete::tables))]
     pub table: String,
 
     /// Key columns, comma separated [default: the key of the previous run]
@@ -1120,7 +1121,7 @@ pub struct LoadArgs {
     /// Tables to load: `users`, `commerce.products` (their topics are `<prefix>.<schema>.<table>`)
     ///
     /// With no table, `--topic` or `--pattern`, every table topic of the prefix is loaded.
-    #[arg(value_name = "TABLE")]
+    #[arg(value_name = "TABLE", add = ArgValueCandidates::new(crate::complete::tables))]
     pub tables: Vec<String>,
 
     /// Load this topic (repeatable)

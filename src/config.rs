@@ -1125,6 +1125,15 @@ fn locate_file(req: &LoadRequest<'_>) -> Result<Option<ConfigFile>, CliError> {
     Ok(None)
 }
 
+/// The profiles (`[profiles.NAME]`) of the configuration file `req` finds; none when there is
+/// no file or it cannot be read.
+pub fn profile_names(req: &LoadRequest<'_>) -> Vec<String> {
+    match locate_file(req) {
+        Ok(Some(file)) => file.profiles(),
+        _ => Vec::new(),
+    }
+}
+
 impl Config {
     /// Resolves the effective configuration from defaults, file, environment and flags.
     pub fn load(req: &LoadRequest<'_>) -> Result<Config, CliError> {

@@ -8,6 +8,7 @@ pub mod cdc;
 pub mod cli;
 pub mod clients;
 pub mod commands;
+pub mod complete;
 pub mod config;
 pub mod datagen;
 pub mod demo;

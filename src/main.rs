@@ -13,6 +13,9 @@ use cdcctl::error::{self, CliError, Outcome};
 use cdcctl::output::{ErrorReport, Output, Terminals};
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash cdcctl` prints the shell registration; the shell then calls back with the
+    // words being completed (live names: `cdcctl::complete`). Exits when it did either.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     tune_malloc();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

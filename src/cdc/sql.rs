@@ -182,6 +182,24 @@ impl MergeSpec<'_> {
         self.key.iter().any(|k| k == column)
     }
 
+    /// Column `index` of the staged row `staged`, or, when the column is flagged unavailable
+    /// (never a key column), the value of the stored row `stored`.
+    fn value_or_stored(
+        &self,
+        dialect: Dialect,
+        index: usize,
+        staged: &str,
+        stored: &str,
+    ) -> String {
+        let name = quote_ident(dialect, &self.columns[index].name);
+        if self.unavailable.contains(&index) && !self.is_key(&self.columns[index].name) {
+            let flag = quote_ident(dialect, &unavailable_flag(index));
+            format!("CASE WHEN {staged}.{flag} THEN {stored}.{name} ELSE {staged}.{name} END")
+        } else {
+            format!("{staged}.{name}")
+        }
+    }
+
     /// `t.k1 = other.k1 AND ...` over the key columns.
     fn key_match(&self, dialect: Dialect, other: &str) -> String {
         let q = |name: &str| quote_ident(dialect, name);
@@ -392,12 +410,7 @@ pub fn changes_insert_sql(dialect: Dialect, spec: &MergeSpec<'_>, stored: &Table
     for (i, c) in spec.columns.iter().enumerate() {
         let name = q(&c.name);
         columns.push(name.clone());
-        values.push(if spec.unavailable.contains(&i) && !spec.is_key(&c.name) {
-            let flag = q(&unavailable_flag(i));
-            format!("CASE WHEN s.{flag} THEN t.{name} ELSE s.{name} END")
-        } else {
-            format!("s.{name}")
-        });
+        values.push(spec.value_or_stored(dialect, i, "s", "t"));
     }
     columns.extend(WRITTEN_METADATA.iter().map(|c| q(c)));
     columns.push(q(CDC_SEQ));
@@ -484,11 +497,7 @@ pub fn replace_sql(dialect: Dialect, spec: &MergeSpec<'_>, kept: &[String]) -> R
             if spec.is_key(&c.name) {
                 return format!("s.{name}");
             }
-            let mut value = format!("s.{name}");
-            if spec.unavailable.contains(&i) {
-                let flag = q(&unavailable_flag(i));
-                value = format!("CASE WHEN s.{flag} THEN t.{name} ELSE {value} END");
-            }
+            let mut value = spec.value_or_stored(dialect, i, "s", "t");
             if spec.soft_delete {
                 value =
                     format!("CASE WHEN s.{op} = 'd' AND {matched} THEN t.{name} ELSE {value} END");
@@ -571,13 +580,11 @@ pub fn merge_sql(dialect: Dialect, spec: &MergeSpec<'_>) -> String {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let name = q(&c.name);
-                if spec.unavailable.contains(&i) && !spec.is_key(&c.name) {
-                    let flag = q(&unavailable_flag(i));
-                    format!("CASE WHEN i.{flag} THEN stored.{name} ELSE i.{name} END AS {name}")
-                } else {
-                    format!("i.{name}")
-                }
+                format!(
+                    "{} AS {}",
+                    spec.value_or_stored(dialect, i, "i", "stored"),
+                    q(&c.name)
+                )
             })
             .collect();
         resolved.extend([

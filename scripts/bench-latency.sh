@@ -27,6 +27,8 @@
 #   BENCH_RATES=1000 BENCH_DURATION=20s scripts/bench-latency.sh
 #   BENCH_SKIP_BUILD=1 ...   use $CARGO_TARGET_DIR/release/cdcctl as it is
 #   BENCH_BIN=path ...       use that cdcctl binary (e.g. the debug build)
+#   BENCH_FLUSH=50ms ...     the loader's --flush-interval (default 100ms)
+#   BENCH_LOAD_ARGS='...'    more `cdcctl load` arguments (word-split)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -93,8 +95,10 @@ for rate in $RATES; do
   metrics="$tmp/metrics-$rate.json"
   before=$(psql "$CDCCTL_POSTGRES_URL" -X -tAc "SELECT count(*) FROM public.events")
   step "rate $rate events/s for $DURATION: loader following, then generate-data"
-  "$cdcctl" load events --from end --duckdb "$duck" --group "latency-$$-$rate" --flush-interval 100ms \
-    --metrics-file "$metrics" --metrics-interval 1s -q 2>"$tmp/load-$rate.err" &
+  # shellcheck disable=SC2086 # BENCH_LOAD_ARGS is split on purpose
+  "$cdcctl" load events --from end --duckdb "$duck" --group "latency-$$-$rate" \
+    --flush-interval "${BENCH_FLUSH:-100ms}" --metrics-file "$metrics" --metrics-interval 1s -q \
+    ${BENCH_LOAD_ARGS:-} 2>"$tmp/load-$rate.err" &
   loader_pid=$!
   sleep 2
   "$cdcctl" generate-data --table events --duration "$DURATION" --rate "$rate" --tx-size 10 \

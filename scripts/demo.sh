@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: install what is missing, start (or reuse) the local stack, build cdcctl and show what
 # it sees, prepare the source, apply the Debezium connector, fill the source with data, load the
-# change topics into DuckDB (.stack/demo.duckdb) and print the row counts of Postgres and DuckDB
-# side by side. Idempotent: a second run adds data and loads only what is new.
+# change topics into DuckDB (.stack/demo.duckdb, every change kept too) and print the row counts of
+# Postgres and DuckDB side by side, then the Type 2 history of users and the pipeline's health.
+# Idempotent: a second run adds data and loads only what is new.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -49,7 +50,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 tables=(public.users public.credit_card_transactions commerce.users commerce.products)
 for attempt in $(seq 60); do
-  cdcctl -o json load --until-caught-up --duckdb "$duckdb_file" --group cdcctl-demo >"$tmp/load.json"
+  cdcctl -o json load --until-caught-up --history --duckdb "$duckdb_file" --group cdcctl-demo >"$tmp/load.json"
   for t in "${tables[@]}"; do
     printf '%s %s\n' "$t" "$(psql "$pg_url" -tAc "SELECT count(*) FROM $t")"
   done >"$tmp/pg.txt"
@@ -76,6 +77,10 @@ done
 
 step "cdcctl tail (the last changes of public.users, decoded)"
 cdcctl tail users --from offset:-5 --until-end
+
+step "cdcctl scd2 (Type 2 history of public.users from the changes load --history kept)"
+cdcctl scd2 --duckdb "$duckdb_file" --table users --key id --track name,email,address,is_active
+cdcctl scd2 --duckdb "$duckdb_file" --table users --check
 
 step "cdcctl health (Connect, Postgres slot, Kafka lag, DuckDB freshness)"
 # Exit 0 healthy, 1 a check failed, 3 a service is down: shown, not fatal to the demo.

@@ -25,7 +25,7 @@ fn fixture() -> Vec<(String, Option<String>)> {
 /// Malformed message number `i` and the error class it must get.
 fn malformed(i: usize, good: &str) -> (Vec<u8>, &'static str) {
     let mut event: serde_json::Value = serde_json::from_str(good).unwrap();
-    match i % 5 {
+    match i % 6 {
         0 => (format!("{{ not json {i}").into_bytes(), "invalid_json"),
         1 => (good.as_bytes()[..good.len() / 2].to_vec(), "invalid_json"),
         2 => {
@@ -36,9 +36,14 @@ fn malformed(i: usize, good: &str) -> (Vec<u8>, &'static str) {
             event["payload"]["after"]["id"] = format!("id-{i}").into();
             (event.to_string().into_bytes(), "type_mismatch")
         }
-        _ => {
+        4 => {
             event["payload"]["after"]["created_at"] = serde_json::json!({"not": "a time"});
             (event.to_string().into_bytes(), "type_mismatch")
+        }
+        // A valid change of a new row, produced without its key.
+        _ => {
+            event["payload"]["after"]["id"] = (100_000 + i).into();
+            (event.to_string().into_bytes(), "missing_key")
         }
     }
 }
@@ -72,8 +77,13 @@ async fn malformed_messages_go_to_the_dlq_and_the_valid_stream_loads() {
         if i == 5 {
             for b in 0..BAD - 1 {
                 let (value, class) = malformed(b, &template);
+                let name = if class == "missing_key" {
+                    "nokey"
+                } else {
+                    "bad"
+                };
                 messages.push((
-                    format!("{{\"bad\":{b}}}").into_bytes(),
+                    format!("{{\"{name}\":{b}}}").into_bytes(),
                     Some(value),
                     Some(class),
                 ));
@@ -96,7 +106,12 @@ async fn malformed_messages_go_to_the_dlq_and_the_valid_stream_loads() {
     let sends: Vec<_> = messages
         .iter()
         .map(|(key, value, _)| {
-            let mut record = FutureRecord::<[u8], [u8]>::to(&topic).key(key);
+            let mut record = FutureRecord::<[u8], [u8]>::to(&topic);
+            // Messages are told apart by their key, also sent as the `trace-id` header; the
+            // missing-key ones have only the header.
+            if !key.starts_with(b"{\"nokey\"") {
+                record = record.key(key);
+            }
             if let Some(value) = value {
                 record = record.payload(value);
             }
@@ -150,19 +165,24 @@ async fn malformed_messages_go_to_the_dlq_and_the_valid_stream_loads() {
             .expect("the DLQ holds every malformed message")
             .unwrap();
         seen += 1;
-        let key = message.key().unwrap().to_vec();
-        let (value, class, offset) = by_key.get(&key).expect("a malformed message's key");
-        assert_eq!(
-            message.payload().unwrap(),
-            value.as_slice(),
-            "unchanged value"
-        );
         let headers: dlq::Headers = message
             .headers()
             .unwrap()
             .iter()
             .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
             .collect();
+        let key = headers[0].1.clone().unwrap();
+        assert_eq!(
+            message.key().map(<[u8]>::to_vec),
+            (!key.starts_with(b"{\"nokey\"")).then(|| key.clone()),
+            "unchanged key"
+        );
+        let (value, class, offset) = by_key.get(&key).expect("a malformed message's key");
+        assert_eq!(
+            message.payload().unwrap(),
+            value.as_slice(),
+            "unchanged value"
+        );
         assert_eq!(
             headers[0],
             ("trace-id".into(), Some(key.clone())),
@@ -182,7 +202,7 @@ async fn malformed_messages_go_to_the_dlq_and_the_valid_stream_loads() {
         reader.poll(Duration::from_secs(2)).is_none(),
         "nothing dead-lettered twice"
     );
-    assert_eq!(classes.len(), 3, "{classes:?}");
+    assert_eq!(classes.len(), 4, "{classes:?}");
 }
 
 /// Runs `cdcctl replay-dlq ARGS -o json --yes` and returns its JSON report.

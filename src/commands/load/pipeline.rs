@@ -789,12 +789,59 @@ fn apply_with_retries(
     }
 }
 
-/// A table of a batch the warehouse rejected, with why.
+/// Events of a batch that did not land, with why: a table the warehouse rejected, or messages
+/// without a key in a table whose other messages have one.
 struct Rejected {
     /// Where its events were read: the final event of each key, keyless events, the truncate.
     positions: Vec<(String, i32, i64)>,
     table: String,
     reason: String,
+    /// The dead-letter class: `warehouse_rejected` or `missing_key`.
+    class: &'static str,
+}
+
+/// Keyless events of a keyed table — one with keyed events in the batch, or whose target exists
+/// (a table without key is never created) — have lost their key (Debezium keys every message of
+/// a table with a primary key), so they cannot be merged and would make the warehouse reject the
+/// whole table. Returns the batch without them and what was taken out, or `None` when no table
+/// has such events.
+fn split_missing_keys(
+    compacted: &Compacted,
+    target_exists: &mut dyn FnMut(&TableId) -> bool,
+) -> Option<(Compacted, Vec<Rejected>)> {
+    let keyed: Vec<bool> = compacted
+        .tables
+        .iter()
+        .map(|p| {
+            !p.keyless.is_empty()
+                && (!(p.upserts.is_empty() && p.deletes.is_empty()) || target_exists(&p.table))
+        })
+        .collect();
+    if !keyed.contains(&true) {
+        return None;
+    }
+    let mut kept = compacted.clone();
+    let mut rejected = Vec::new();
+    for (plan, _) in kept.tables.iter_mut().zip(keyed).filter(|(_, k)| *k) {
+        let keyless = std::mem::take(&mut plan.keyless);
+        let mut positions: Vec<(String, i32, i64)> = keyless
+            .iter()
+            .map(|e| (e.kafka.topic.to_string(), e.kafka.partition, e.kafka.offset))
+            .collect();
+        positions.sort();
+        rejected.push(Rejected {
+            positions,
+            table: plan.table.to_string(),
+            reason: format!(
+                "{} message(s) of {} have no key, while its other messages have one: they \
+                 cannot be merged (a producer that dropped the key?)",
+                keyless.len(),
+                plan.table
+            ),
+            class: "missing_key",
+        });
+    }
+    Some((kept, rejected))
 }
 
 /// Applies one batch and records it in the metrics. When the batch fails for a reason that is
@@ -809,9 +856,23 @@ fn apply_job(
     reported_dropped: &mut std::collections::HashSet<(String, String)>,
     isolate: bool,
 ) -> Result<Vec<Rejected>> {
-    let compacted = &job.compacted;
     let waited = job.handed_over.elapsed();
-    let mut rejected = Vec::new();
+    let split = if isolate {
+        split_missing_keys(&job.compacted, &mut |table| {
+            targets
+                .target(table)
+                .ok()
+                .and_then(|t| db.row_count(&t).ok().flatten())
+                .is_some()
+        })
+    } else {
+        None
+    };
+    let (compacted, mut rejected) = match split {
+        Some((kept, rejected)) => (std::borrow::Cow::Owned(kept), rejected),
+        None => (std::borrow::Cow::Borrowed(&job.compacted), Vec::new()),
+    };
+    let compacted = compacted.as_ref();
     let applied = match super::apply_compacted(db, targets, compacted) {
         Ok(applied) => applied,
         Err(e) if isolate && !crate::clients::is_transient(&e) => {
@@ -837,10 +898,11 @@ fn apply_job(
                         positions: positions_of(plan),
                         table: plan.table.to_string(),
                         reason: crate::error::one_line(&e),
+                        class: "warehouse_rejected",
                     }),
                 }
             }
-            if rejected.is_empty() {
+            if !rejected.iter().any(|r| r.class == "warehouse_rejected") {
                 // Each table alone went through: the batch failed for another reason.
                 return Err(e);
             }
@@ -919,7 +981,7 @@ fn rejected_messages(rejected: &[Rejected], kafka: &Kafka) -> Result<Vec<Undecod
                     offset: m.offset,
                     timestamp_ms: None,
                 },
-                class: "warehouse_rejected",
+                class: r.class,
                 reason: r.reason.clone(),
                 key: m.key,
                 value: m.value,

@@ -420,13 +420,7 @@ fn update(
         state.as_ref().map_or(0, |s| s.watermark)
     };
     let high_row = db.query(&high_water_sql(spec), &[])?;
-    let cell = |i: usize| -> Option<i64> {
-        high_row
-            .first()
-            .and_then(|r| r.get(i).cloned().flatten())
-            .and_then(|v| v.parse().ok())
-    };
-    let (high, high_lsn) = (cell(0).unwrap_or(0), cell(1));
+    let (high, high_lsn) = (number(&high_row, 0).unwrap_or(0), number(&high_row, 1));
     let mut report = UpdateReport {
         history_table: display(history),
         changes_table: display(&spec.changes),
@@ -441,15 +435,8 @@ fn update(
     if high > watermark {
         let bounds = [SqlValue::Int(Some(watermark)), SqlValue::Int(Some(high))];
         let pending = db.query(&pending_sql(spec), &bounds)?;
-        let count = |i: usize| -> u64 {
-            pending
-                .first()
-                .and_then(|r| r.get(i).cloned().flatten())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        report.changes_read = count(0);
-        let all_keys = count(1) > 0;
+        report.changes_read = number(&pending, 0).unwrap_or(0);
+        let all_keys = number::<u64>(&pending, 1).unwrap_or(0) > 0;
         let transaction = db.transactions();
         if transaction {
             db.execute("BEGIN TRANSACTION", &[])?;
@@ -545,12 +532,12 @@ fn count_rows(db: &mut dyn SqlSession, table: &TableName) -> Result<u64> {
         "SELECT CAST(COUNT(*) AS VARCHAR) FROM {}",
         table.sql(db.dialect())
     );
-    let rows = db.query(&sql, &[])?;
-    Ok(rows
-        .first()
-        .and_then(|r| r.first().cloned().flatten())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
+    Ok(number(&db.query(&sql, &[])?, 0).unwrap_or(0))
+}
+
+/// Column `i` of the first row of a query's text result, as a number.
+fn number<T: std::str::FromStr>(rows: &[Vec<Option<String>>], i: usize) -> Option<T> {
+    rows.first()?.get(i)?.as_deref()?.parse().ok()
 }
 
 #[derive(Debug, Serialize)]
@@ -663,12 +650,7 @@ fn check(
         SqlValue::Int(Some(watermark)),
         SqlValue::Int(Some(i64::MAX)),
     ];
-    let behind = db
-        .query(&pending_sql(spec), &bounds)?
-        .first()
-        .and_then(|r| r.first().cloned().flatten())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let behind = number(&db.query(&pending_sql(spec), &bounds)?, 0).unwrap_or(0);
     let report = CheckReport {
         history_table: display(&spec.history),
         ok: violations.is_empty(),

@@ -15,6 +15,7 @@
 #   CDCCTL_STACK_DIR  (default <repo>/.stack, git-ignored)
 # Ports: CDCCTL_STACK_PG_PORT (55432), CDCCTL_STACK_KAFKA_PORT (9092),
 #        CDCCTL_STACK_CONNECT_PORT (8083), CDCCTL_STACK_FAKESNOW_PORT (8085).
+# The broker saves its log every CDCCTL_STACK_BROKER_AUTOSAVE_SECS (60; 0: only when stopped).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -29,6 +30,7 @@ PG_PORT=${CDCCTL_STACK_PG_PORT:-55432}
 KAFKA_PORT=${CDCCTL_STACK_KAFKA_PORT:-9092}
 CONNECT_PORT=${CDCCTL_STACK_CONNECT_PORT:-8083}
 FAKESNOW_PORT=${CDCCTL_STACK_FAKESNOW_PORT:-8085}
+BROKER_AUTOSAVE_SECS=${CDCCTL_STACK_BROKER_AUTOSAVE_SECS:-60}
 
 PGBIN=/usr/lib/postgresql/15/bin
 PGDATA=$STACK/pg/data
@@ -453,7 +455,11 @@ up_broker() {
     if ((snapshot_mb > 1024)); then
         log "broker: loading a ${snapshot_mb} MB log snapshot (scripts/stack.sh reset-broker drops it)"
     fi
-    spawn broker "$STACK" "$NOIDA_BIN" start --only kafka --kafka-port "$KAFKA_PORT" --data-dir "$STACK/noida"
+    # The broker saves its whole log as one JSON file, copying it under its lock: every
+    # BROKER_AUTOSAVE_SECS, not every second (Connect changes a topic every second), or the copy
+    # stalls produce and fetch and the writes slow every fsync on the disk. SIGTERM saves.
+    NOIDA_AUTOSAVE_SECS=$BROKER_AUTOSAVE_SECS \
+        spawn broker "$STACK" "$NOIDA_BIN" start --only kafka --kafka-port "$KAFKA_PORT" --data-dir "$STACK/noida"
     wait_ready broker $((20 + snapshot_mb * 30 / 1024)) "$SPAWNED_AT"
 }
 

@@ -42,7 +42,8 @@ bench_private_broker() {
   bin="$(broker_default_root)/bin/noida-db"
   [[ -x $bin ]] || bench_die "$bin is missing (run scripts/stack.sh install)"
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$bin" start --only kafka --kafka-port "$port" --data-dir "$data" >"$log" 2>&1 &
+  # A throwaway log: never saved while running (the save copies the log under the broker's lock).
+  NOIDA_AUTOSAVE_SECS=0 "$bin" start --only kafka --kafka-port "$port" --data-dir "$data" >"$log" 2>&1 &
   BENCH_BROKER_PID=$!
   BENCH_BROKERS="127.0.0.1:$port"
   local _

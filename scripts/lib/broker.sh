@@ -6,7 +6,7 @@
 #   build_broker "$(broker_default_root)"     # -> $DEST_ROOT/bin/noida-db
 #
 # Stock noida-db 0.2.3 ignores Fetch max_bytes/partition_max_bytes and
-# max_wait_ms (see the header of ../patches/noida-db-0.2.3-fetch-limits.patch),
+# max_wait_ms (see the header of ../patches/noida-db-0.2.3.patch),
 # so the broker is built from the crate source with that patch applied.
 # Safe under `set -euo pipefail`; changes no shell option, trap or cwd of the caller.
 
@@ -14,7 +14,7 @@
 _BROKER_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BROKER_CRATE_NAME="noida-db"
 BROKER_CRATE_VERSION="0.2.3"
-BROKER_PATCH="$(cd "${_BROKER_LIB_DIR}/.." && pwd)/patches/noida-db-0.2.3-fetch-limits.patch"
+BROKER_PATCH="$(cd "${_BROKER_LIB_DIR}/.." && pwd)/patches/noida-db-0.2.3.patch"
 
 # The install root the project uses by default; the binary is $root/bin/noida-db.
 broker_default_root() {

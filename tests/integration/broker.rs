@@ -1,5 +1,5 @@
 //! The locally built Kafka-protocol broker (noida-db 0.2.3 + cdcctl's Fetch
-//! patch, `scripts/patches/noida-db-0.2.3-fetch-limits.patch`) behaves like a
+//! patch, `scripts/patches/noida-db-0.2.3.patch`) behaves like a
 //! fair broker: Fetch honours `max_bytes`/`partition_max_bytes` (a backlog far
 //! larger than librdkafka's default `receive.message.max.bytes` is consumable
 //! with default client settings) and `max_wait_ms` (an idle consumer does not
@@ -77,7 +77,7 @@ impl Broker {
         if !bin.is_file() {
             panic!(
                 "broker binary not found at {}: run `scripts/stack.sh install` first \
-                 (builds noida-db with scripts/patches/noida-db-0.2.3-fetch-limits.patch)",
+                 (builds noida-db with scripts/patches/noida-db-0.2.3.patch)",
                 bin.display()
             );
         }

@@ -553,6 +553,7 @@ Register-ArgumentCompleter -Native -CommandName 'cdcctl' -ScriptBlock {
             [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'Where a partition without committed offset starts')
             [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Flush a micro-batch at this many events [default: `load.batch_size`, 20000]')
             [CompletionResult]::new('--flush-interval', '--flush-interval', [CompletionResultType]::ParameterName, 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]')
+            [CompletionResult]::new('--linger', '--linger', [CompletionResultType]::ParameterName, 'Once the topics have been read to their end, flush after the batch is this old')
             [CompletionResult]::new('--commit-interval', '--commit-interval', [CompletionResultType]::ParameterName, 'Commit the offsets of loaded batches this often (`0s`: after every batch)')
             [CompletionResult]::new('--dlq-topic', '--dlq-topic', [CompletionResultType]::ParameterName, 'Dead-letter topic for messages that cannot be loaded [default: `<prefix>.dlq`]')
             [CompletionResult]::new('--retry-base', '--retry-base', [CompletionResultType]::ParameterName, 'First wait before retrying a batch the warehouse could not take (unreachable, timed out, throttled); doubled with jitter up to --retry-cap')

@@ -1215,7 +1215,7 @@ _cdcctl() {
             return 0
             ;;
         cdcctl__subcmd__load)
-            opts="-o -v -q -y -h -V --topic --pattern --sink --group --from --batch-size --flush-interval --commit-interval --dlq-topic --no-dlq --retry-base --retry-cap --retry-max-elapsed --breaker-threshold --breaker-open --until-caught-up --target-schema --table-map --soft-delete --primary-key --history --memory-limit --metrics-file --metrics-interval --metrics-addr --brokers --topic-prefix --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
+            opts="-o -v -q -y -h -V --topic --pattern --sink --group --from --batch-size --flush-interval --linger --commit-interval --dlq-topic --no-dlq --retry-base --retry-cap --retry-max-elapsed --breaker-threshold --breaker-open --until-caught-up --target-schema --table-map --soft-delete --primary-key --history --memory-limit --metrics-file --metrics-interval --metrics-addr --brokers --topic-prefix --duckdb --duckdb-path --profile --config --output --verbose --quiet --no-color --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1246,6 +1246,10 @@ _cdcctl() {
                     return 0
                     ;;
                 --flush-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --linger)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

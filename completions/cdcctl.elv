@@ -516,6 +516,7 @@ set edit:completion:arg-completer[cdcctl] = {|@words|
             cand --from 'Where a partition without committed offset starts'
             cand --batch-size 'Flush a micro-batch at this many events [default: `load.batch_size`, 20000]'
             cand --flush-interval 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]'
+            cand --linger 'Once the topics have been read to their end, flush after the batch is this old'
             cand --commit-interval 'Commit the offsets of loaded batches this often (`0s`: after every batch)'
             cand --dlq-topic 'Dead-letter topic for messages that cannot be loaded [default: `<prefix>.dlq`]'
             cand --retry-base 'First wait before retrying a batch the warehouse could not take (unreachable, timed out, throttled); doubled with jitter up to --retry-cap'

@@ -377,6 +377,7 @@ complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l from -d 'Where a 
 end\t'Only changes produced after the loader starts'"
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l batch-size -d 'Flush a micro-batch at this many events [default: `load.batch_size`, 20000]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l flush-interval -d 'Flush a partial micro-batch after this long, e.g. `500ms` [default: `load.flush_interval`, 1s]' -r
+complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l linger -d 'Once the topics have been read to their end, flush after the batch is this old' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l commit-interval -d 'Commit the offsets of loaded batches this often (`0s`: after every batch)' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l dlq-topic -d 'Dead-letter topic for messages that cannot be loaded [default: `<prefix>.dlq`]' -r
 complete -c cdcctl -n "__fish_cdcctl_using_subcommand load" -l retry-base -d 'First wait before retrying a batch the warehouse could not take (unreachable, timed out, throttled); doubled with jitter up to --retry-cap' -r

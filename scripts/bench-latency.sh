@@ -29,6 +29,7 @@
 #   BENCH_BIN=path ...       use that cdcctl binary (e.g. the debug build)
 #   BENCH_FLUSH=50ms ...     the loader's --flush-interval (default 100ms)
 #   BENCH_LOAD_ARGS='...'    more `cdcctl load` arguments (word-split)
+#   BENCH_LOG_DIR=dir        keep the loader's debug log (per chunk and batch timings) there
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -60,6 +61,12 @@ python=${CDCCTL_CACHE_DIR:-$HOME/.cache/cdcctl}/venv/bin/python
   exit 1
 }
 
+log_level=(-q)
+if [[ -n ${BENCH_LOG_DIR:-} ]]; then
+  mkdir -p "$BENCH_LOG_DIR"
+  log_level=(-vv)
+fi
+
 admin_url=$CDCCTL_POSTGRES_URL
 db="cdcctl_latency_$$"
 tmp=$(mktemp -d)
@@ -79,7 +86,12 @@ step "scratch database $db, table public.events, connector $CDCCTL_CONNECT_CONNE
 psql "$admin_url" -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$db\""
 psql "$CDCCTL_POSTGRES_URL" -X -q -v ON_ERROR_STOP=1 -c \
   "CREATE TABLE public.events (id bigserial PRIMARY KEY, kind text, amount numeric(12,2), note text)"
-"$cdcctl" create-connector --tables public.events --wait --yes >&2
+# Connect creates the topic with `message.timestamp.type=LogAppendTime`: each message's Kafka
+# timestamp is then the broker's append time, not the time Connect's producer was handed it
+# (which can be earlier by as long as the producer queues it).
+"$cdcctl" create-connector --tables public.events --wait --yes \
+  --set topic.creation.default.replication.factor=1 --set topic.creation.default.partitions=1 \
+  --set topic.creation.default.message.timestamp.type=LogAppendTime >&2
 # One row makes Debezium create the topic; each loader starts at its end (`--from end`), so it
 # measures only the events generated after it started.
 psql "$CDCCTL_POSTGRES_URL" -X -q -c "INSERT INTO public.events (kind) VALUES ('warm-up')"
@@ -97,8 +109,8 @@ for rate in $RATES; do
   step "rate $rate events/s for $DURATION: loader following, then generate-data"
   # shellcheck disable=SC2086 # BENCH_LOAD_ARGS is split on purpose
   "$cdcctl" load events --from end --duckdb "$duck" --group "latency-$$-$rate" \
-    --flush-interval "${BENCH_FLUSH:-100ms}" --metrics-file "$metrics" --metrics-interval 1s -q \
-    ${BENCH_LOAD_ARGS:-} 2>"$tmp/load-$rate.err" &
+    --flush-interval "${BENCH_FLUSH:-100ms}" --metrics-file "$metrics" --metrics-interval 1s \
+    "${log_level[@]}" ${BENCH_LOAD_ARGS:-} 2>"$tmp/load-$rate.err" &
   loader_pid=$!
   sleep 2
   "$cdcctl" generate-data --table events --duration "$DURATION" --rate "$rate" --tx-size 10 \
@@ -114,6 +126,7 @@ for rate in $RATES; do
   kill -TERM "$loader_pid"
   wait "$loader_pid" || { cat "$tmp/load-$rate.err" >&2; exit 1; }
   loader_pid=
+  [[ -n ${BENCH_LOG_DIR:-} ]] && cp "$tmp/load-$rate.err" "$BENCH_LOG_DIR/load-$rate.log"
   results+=("$rate $want $duck $metrics")
 done
 

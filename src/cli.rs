@@ -1156,6 +1156,15 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DURATION")]
     pub flush_interval: Option<String>,
 
+    /// Once the topics have been read to their end, flush after the batch is this old
+    ///
+    /// A backlog is loaded in large batches (`--batch-size`); a trickle of changes is loaded as
+    /// soon as it has been read, which keeps the latency low. A longer linger (up to
+    /// `--flush-interval`) makes fewer, larger batches at low rates, e.g. for fewer Snowflake
+    /// MERGEs.
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub linger: String,
+
     /// Commit the offsets of loaded batches this often (`0s`: after every batch)
     ///
     /// Offsets are only ever committed after their batch is in the warehouse; a longer interval

@@ -83,6 +83,15 @@
 //! and cut by truncates, in [`TablePlan::keyless`] rather than as an error that would fail the
 //! whole batch for one table.
 //!
+//! # Isolating rows
+//!
+//! The keys of a plan are independent of one another: each upsert or delete is a key's final
+//! state. So a plan can be split ([`TablePlan::split`]) into halves that, applied one after the
+//! other, do what the whole does. When the warehouse refuses a plan, the loader first applies
+//! [`TablePlan::schema_only`]: if that is refused too, the table is (its schema); otherwise some
+//! rows are, and halving the failing parts finds them while the other rows land. A plan with a
+//! truncate or events without key is not split.
+//!
 //! # Output
 //!
 //! [`Batch::finish`] gives a [`Compacted`]: one [`TablePlan`] per table that had at least one
@@ -239,6 +248,72 @@ impl History {
     /// No change recorded.
     pub fn is_empty(&self) -> bool {
         self.upserts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+impl TablePlan {
+    /// The number of keys the plan changes: its upserts and deletes.
+    pub fn keys(&self) -> usize {
+        self.upserts.len() + self.deletes.len()
+    }
+
+    /// The plan without any change: applying it only creates or evolves the target for the
+    /// schema. A warehouse that takes it but not the plan refuses some of the rows, not the
+    /// table (module doc, "Isolating rows").
+    pub fn schema_only(&self) -> TablePlan {
+        TablePlan {
+            table: self.table.clone(),
+            schema: self.schema.clone(),
+            truncate: None,
+            upserts: Vec::new(),
+            deletes: Vec::new(),
+            keyless: Vec::new(),
+            history: History::default(),
+        }
+    }
+
+    /// The plan's keys in two halves (upserts, then deletes, in their order), each half with
+    /// the history of its own keys; applied one after the other they do what the plan does
+    /// (module doc, "Isolating rows"). `None` when the plan has fewer than two keys, a truncate
+    /// (which must come before every change) or events without key.
+    pub fn split(&self) -> Option<(TablePlan, TablePlan)> {
+        if self.keys() < 2 || self.truncate.is_some() || !self.keyless.is_empty() {
+            return None;
+        }
+        let half = self.keys() / 2;
+        let (mut first, mut second) = (self.schema_only(), self.schema_only());
+        let upserts = half.min(self.upserts.len());
+        first.upserts = self.upserts[..upserts].to_vec();
+        second.upserts = self.upserts[upserts..].to_vec();
+        let deletes = half - upserts;
+        first.deletes = self.deletes[..deletes].to_vec();
+        second.deletes = self.deletes[deletes..].to_vec();
+        if !self.history.is_empty() {
+            let keys: std::collections::HashSet<KeyRepr> = first
+                .upserts
+                .iter()
+                .map(|u| &u.key)
+                .chain(first.deletes.iter().map(|d| &d.key))
+                .map(KeyRepr::of)
+                .collect();
+            for u in &self.history.upserts {
+                let half = if keys.contains(&KeyRepr::of(&u.key)) {
+                    &mut first
+                } else {
+                    &mut second
+                };
+                half.history.upserts.push(u.clone());
+            }
+            for d in &self.history.deletes {
+                let half = if keys.contains(&KeyRepr::of(&d.key)) {
+                    &mut first
+                } else {
+                    &mut second
+                };
+                half.history.deletes.push(d.clone());
+            }
+        }
+        Some((first, second))
     }
 }
 
@@ -910,6 +985,67 @@ mod tests {
         assert_eq!(s.kafka_ts_ms_max, Some(1795544802621));
         let commits: Vec<_> = s.commit_offsets().collect();
         assert_eq!(commits, [("cdc.public.users", 0, 11)]);
+    }
+
+    #[test]
+    fn a_plan_splits_into_halves_that_together_are_the_plan() {
+        // Keys 1..=5 upserted (key 2 twice), 6 and 7 deleted.
+        let mut events: Vec<ChangeEvent> = (1..=5)
+            .map(|id| event("t", Op::Create, id, Some(id * 10), id, &[]))
+            .collect();
+        events.push(event("t", Op::Update, 2, Some(100), 8, &[("n", text("x"))]));
+        events.push(event("t", Op::Delete, 6, Some(110), 9, &[]));
+        events.push(event("t", Op::Delete, 7, Some(120), 10, &[]));
+        let mut batch = Batch::with_history();
+        for e in events {
+            batch.push(Decoded::Change(e));
+        }
+        let c = batch.finish();
+        let whole = plan(&c, "t");
+        assert_eq!(whole.keys(), 7);
+        let (a, b) = whole.split().unwrap();
+        let ids = |p: &TablePlan| -> (Vec<i64>, Vec<i64>) {
+            (
+                p.upserts.iter().map(|u| id_of(&u.key)).collect(),
+                p.deletes.iter().map(|d| id_of(&d.key)).collect(),
+            )
+        };
+        assert_eq!(ids(&a), (vec![1, 2, 3], vec![]));
+        assert_eq!(ids(&b), (vec![4, 5], vec![6, 7]));
+        // Each half keeps the history of its own keys, all of it.
+        let history = |p: &TablePlan| -> Vec<i64> {
+            p.history.upserts.iter().map(|u| id_of(&u.key)).collect()
+        };
+        assert_eq!(history(&a), [1, 2, 2, 3]);
+        assert_eq!(history(&b), [4, 5]);
+        assert_eq!(b.history.deletes.len(), 2);
+        assert!(a.history.deletes.is_empty());
+        assert_eq!(
+            (a.schema.clone(), a.table.clone()),
+            (whole.schema.clone(), whole.table.clone())
+        );
+        // Down to single keys; the halves of a half split further.
+        let (b1, b2) = b.split().unwrap();
+        assert_eq!(
+            (ids(&b1), ids(&b2)),
+            ((vec![4, 5], vec![]), (vec![], vec![6, 7]))
+        );
+        let (single, other) = b2.split().unwrap();
+        assert_eq!((single.keys(), other.keys()), (1, 1));
+        assert!(single.split().is_none());
+        let empty = whole.schema_only();
+        assert_eq!((empty.keys(), empty.history.is_empty()), (0, true));
+        assert!(empty.split().is_none());
+
+        // A truncate comes before every change: such a plan is not split.
+        let c = compact_events([
+            event("t", Op::Create, 1, Some(1), 1, &[]),
+            event("t", Op::Truncate, 0, Some(2), 2, &[]),
+            event("t", Op::Create, 2, Some(3), 3, &[]),
+            event("t", Op::Create, 3, Some(4), 4, &[]),
+        ]);
+        assert!(plan(&c, "t").truncate.is_some());
+        assert!(plan(&c, "t").split().is_none());
     }
 
     #[test]

@@ -658,6 +658,10 @@ pub struct Taken {
     /// Every partition is caught up (with `until_caught_up`), or `stop` was set: the taker
     /// should not take again.
     pub last: bool,
+    /// The batch ended because nothing more was there: every partition had been read up to
+    /// its start-time end, and no message was waiting. What has been read is all there is for
+    /// now, so a consumer that batches need not wait for more.
+    pub drained: bool,
 }
 
 impl Reader {
@@ -675,7 +679,7 @@ impl Reader {
         stop: &AtomicBool,
     ) -> Result<Option<Taken>> {
         let mut next = order.lock().unwrap_or_else(|e| e.into_inner());
-        let mut last = false;
+        let (mut last, mut drained) = (false, false);
         loop {
             if stop.load(Ordering::Relaxed) {
                 if messages.is_empty() {
@@ -700,13 +704,17 @@ impl Reader {
                     last = true;
                     break;
                 }
-                Polled::CaughtUp | Polled::Idle if !messages.is_empty() => break,
+                Polled::CaughtUp if !messages.is_empty() => {
+                    drained = true;
+                    break;
+                }
+                Polled::Idle if !messages.is_empty() => break,
                 Polled::CaughtUp | Polled::Idle => {}
             }
         }
         let seq = *next;
         *next += 1;
-        Ok(Some(Taken { seq, last }))
+        Ok(Some(Taken { seq, last, drained }))
     }
 }
 

@@ -80,6 +80,19 @@ pub struct Applied {
     pub changes_recorded: u64,
 }
 
+impl Applied {
+    /// Adds what another apply did.
+    pub fn add(&mut self, other: Applied) {
+        self.created.extend(other.created);
+        self.altered.extend(other.altered);
+        self.dropped_in_source.extend(other.dropped_in_source);
+        self.rows_changed += other.rows_changed;
+        self.truncates += other.truncates;
+        self.statements += other.statements;
+        self.changes_recorded += other.changes_recorded;
+    }
+}
+
 /// The catalog side of a warehouse: what [`Tables::prepare`] needs.
 pub trait Catalog {
     /// The dialect of the statements.

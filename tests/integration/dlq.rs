@@ -470,3 +470,108 @@ async fn a_change_the_warehouse_rejects_is_dead_lettered_and_lands_once_after_th
     assert_eq!(again["replayed"], 0, "{again}");
     assert_eq!(name_of_id_1(&ctx), "42");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_the_warehouse_refuses_are_isolated_and_the_rest_of_their_table_lands() {
+    let ctx = TestContext::new("dlq_rows").await;
+    let topic = format!("{}.public.users", ctx.topic_prefix);
+    crate::load::produce_users_fixture(&ctx, &topic, 11, &[]).await;
+    let (code, _, stderr) = load(&ctx, &["--topic", &topic, "--until-caught-up"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // The warehouse gets a constraint the source does not have: `name` NOT NULL.
+    {
+        let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+        conn.execute_batch("ALTER TABLE public.users ALTER COLUMN name SET NOT NULL")
+            .unwrap();
+    }
+    // 1,000 new users in one batch; 7 of them, spread out, without a name.
+    let (key, value) = fixture()[0].clone();
+    let template: serde_json::Value = serde_json::from_str(&value.unwrap()).unwrap();
+    let key_template: serde_json::Value = serde_json::from_str(&key).unwrap();
+    let lsn = template["payload"]["source"]["lsn"].as_i64().unwrap() + 1_000_000;
+    let nameless = [2, 3, 150, 151, 600, 999, 1001];
+    let messages: Vec<(String, String)> = (2..=1001_i64)
+        .map(|id| {
+            let mut event = template.clone();
+            event["payload"]["op"] = "c".into();
+            event["payload"]["after"]["id"] = id.into();
+            event["payload"]["after"]["email"] = format!("user{id}@example.com").into();
+            event["payload"]["after"]["name"] = if nameless.contains(&id) {
+                serde_json::Value::Null
+            } else {
+                format!("User {id}").into()
+            };
+            event["payload"]["source"]["lsn"] = (lsn + id * 8).into();
+            let mut key = key_template.clone();
+            key["payload"]["id"] = id.into();
+            (key.to_string(), event.to_string())
+        })
+        .collect();
+    let extra: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    crate::load::produce_users_fixture(&ctx, &topic, 0, &extra).await;
+
+    let (code, stdout, stderr) = load(
+        &ctx,
+        &[
+            "--topic",
+            &topic,
+            "--until-caught-up",
+            "--batch-size",
+            "5000",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "the loader goes on: {stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        summary["dead_letters"],
+        nameless.len(),
+        "{stdout}\n{stderr}"
+    );
+    let loaded = crate::load::duck_ids(&ctx.duckdb_path, "public.users");
+    let expected: Vec<i64> = std::iter::once(1)
+        .chain((2..=1001).filter(|id| !nameless.contains(id)))
+        .collect();
+    assert_eq!(loaded, expected, "every other row landed");
+
+    // The dead letters are exactly the refused rows, each with the warehouse's reason.
+    let shown = replay_dlq(&ctx, &["show", "--limit", "100"]);
+    let records = shown["records"].as_array().unwrap();
+    let mut ids: Vec<i64> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(r["error_class"], "warehouse_rejected", "{r}");
+            assert!(
+                r["error_message"]
+                    .as_str()
+                    .unwrap()
+                    .to_lowercase()
+                    .contains("not null"),
+                "{r}"
+            );
+            let key: serde_json::Value = serde_json::from_str(r["key"].as_str().unwrap()).unwrap();
+            key["payload"]["id"].as_i64().unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, nameless);
+
+    // After the fix (the constraint dropped), the replay lands them, once.
+    {
+        let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
+        conn.execute_batch("ALTER TABLE public.users ALTER COLUMN name DROP NOT NULL")
+            .unwrap();
+    }
+    let done = replay_dlq(&ctx, &["replay"]);
+    assert_eq!(done["replayed"], nameless.len(), "{done}");
+    assert_eq!(
+        crate::load::duck_ids(&ctx.duckdb_path, "public.users"),
+        (1..=1001).collect::<Vec<i64>>()
+    );
+    assert_eq!(replay_dlq(&ctx, &["list"])["total"], 0);
+}

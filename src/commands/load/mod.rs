@@ -4,7 +4,8 @@
 //!    the prefix) and open the consumer group: each partition starts at the group's committed
 //!    offset, or `--from` where there is none.
 //! 2. Read and decode in parallel; assemble the events in read order into a micro-batch until
-//!    `--batch-size` events or `--flush-interval` (`cdc::batch` compacts it per key).
+//!    `--batch-size` events, `--flush-interval`, or (after `--linger`) the topics have been
+//!    read to their end (`cdc::batch` compacts it per key).
 //! 3. The sink applies the batch in one transaction (`clients::duckdb`); the offsets of applied
 //!    batches are committed every `--commit-interval` and at the end (never before their batch
 //!    is in the warehouse: a replay after a crash changes nothing). The next batch is assembled meanwhile; at most one
@@ -89,8 +90,7 @@ pub(crate) struct Plan {
     selection: Selection,
     group: String,
     otherwise_beginning: bool,
-    batch_size: u64,
-    flush_interval: Duration,
+    flush: pipeline::Flush,
     until_caught_up: bool,
     sink: SinkChoice,
     /// The dead-letter topic; `None` with `--no-dlq`.
@@ -147,8 +147,11 @@ impl Plan {
             selection: Selection::new(&args.tables, &args.topic, args.pattern.as_deref())?,
             group: config.load.group.clone(),
             otherwise_beginning: args.from == LoadFrom::Beginning,
-            batch_size: config.load.batch_size.max(1),
-            flush_interval: config.load.flush_interval.max(Duration::from_millis(1)),
+            flush: pipeline::Flush {
+                batch_size: config.load.batch_size.max(1),
+                interval: config.load.flush_interval.max(Duration::from_millis(1)),
+                linger: duration("--linger", &args.linger)?,
+            },
             until_caught_up: args.until_caught_up,
             sink,
             backoff,

@@ -28,7 +28,7 @@ use crate::cdc::dlq::{self, DeadLetter};
 use crate::cdc::event::{Decoded, Decoder, KafkaPosition, MessageRef, Op};
 use crate::cdc::topics::table_of_topic;
 use crate::clients::kafka::{Kafka, OutMessage, Producer, Reader, StartAt};
-use crate::clients::warehouse::Sink;
+use crate::clients::warehouse::{Applied, Sink};
 use crate::config::Config;
 use crate::error::{CliError, Outcome};
 use crate::output::{Output, progress_style};
@@ -44,6 +44,8 @@ const CHUNK_MESSAGES: usize = 1024;
 struct Chunk {
     seq: u64,
     items: Vec<Item>,
+    /// Nothing more was waiting after it ([`crate::clients::kafka::Taken::drained`]).
+    drained: bool,
 }
 
 // Nearly every item is a decoded event: boxing it would cost an allocation per message.
@@ -148,8 +150,7 @@ pub(super) fn load(
         selection,
         group,
         otherwise_beginning,
-        batch_size,
-        flush_interval,
+        flush,
         until_caught_up,
         sink,
         dlq_topic,
@@ -303,8 +304,7 @@ pub(super) fn load(
         let assembled = assemble(
             chunk_rx,
             &job_tx,
-            batch_size,
-            flush_interval,
+            flush,
             dlq_topic.is_some(),
             table_options.history,
             stop,
@@ -393,6 +393,7 @@ fn read_chunks(
         let chunk = Chunk {
             seq: taken.seq,
             items,
+            drained: taken.drained,
         };
         if chunks.send(chunk).is_err() || taken.last {
             break;
@@ -438,21 +439,52 @@ fn decode(decoder: &mut Decoder, message: &BorrowedMessage<'_>) -> Item {
     }
 }
 
+/// When the assembler hands a batch over (`--batch-size`, `--flush-interval`, `--linger`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Flush {
+    /// At this many events.
+    pub batch_size: u64,
+    /// At the latest this long after the batch's first event.
+    pub interval: Duration,
+    /// Once everything there was has been read, at least this long after the batch's first
+    /// event (0: at once).
+    pub linger: Duration,
+}
+
+impl Flush {
+    /// How long from now a batch started at `started` may still wait, `drained` telling whether
+    /// everything there was has been read.
+    fn wait(&self, started: Instant, drained: bool) -> Duration {
+        let deadline = if drained {
+            self.linger.min(self.interval)
+        } else {
+            self.interval
+        };
+        deadline.saturating_sub(started.elapsed())
+    }
+}
+
 /// Puts chunks back in read order and hands batches to the sink. Returns when the readers are
 /// done (caught up or stopped) and the last batch is handed over, or at an undecodable message.
+///
+/// A batch is handed over at `--batch-size` events, `--flush-interval` after its first event, or
+/// as soon as the readers have caught up with the topics (after `--linger`): a backlog is read
+/// in large batches, while a trickle of changes is not held back waiting for more.
 fn assemble(
     chunks: mpsc::Receiver<Chunk>,
     jobs: &mpsc::SyncSender<Job>,
-    batch_size: u64,
-    flush_interval: Duration,
+    flush: Flush,
     dead_letters: bool,
     history: bool,
     stop: &AtomicBool,
 ) -> Result<()> {
+    let batch_size = flush.batch_size;
     let mut waiting: BTreeMap<u64, Chunk> = BTreeMap::new();
     let mut next = 0_u64;
     let mut current = Assembling::new(history);
     let mut closed = false;
+    // Whether the last chunk put into the batch left nothing waiting.
+    let mut drained = false;
     let hand_over = |current: &mut Assembling| -> bool {
         let full = std::mem::replace(current, Assembling::new(history));
         if full.events() == 0 {
@@ -462,18 +494,26 @@ fn assemble(
         jobs.send(full.into_job()).is_ok()
     };
     while !closed || !waiting.is_empty() {
-        let timeout = current.started.map_or(Duration::from_millis(200), |s| {
-            flush_interval.saturating_sub(s.elapsed())
-        });
+        let timeout = current
+            .started
+            .map_or(Duration::from_millis(200), |s| flush.wait(s, drained));
         match chunks.recv_timeout(timeout) {
             Ok(chunk) => {
                 waiting.insert(chunk.seq, chunk);
+                // Everything already decoded joins this batch.
+                while let Ok(chunk) = chunks.try_recv() {
+                    waiting.insert(chunk.seq, chunk);
+                }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => closed = true,
         }
         while let Some(chunk) = waiting.remove(&next) {
             next += 1;
+            drained = chunk.drained;
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                trace_chunk(&chunk);
+            }
             for item in chunk.items {
                 match item {
                     Item::Decoded(decoded) => {
@@ -498,7 +538,7 @@ fn assemble(
         }
         let due = current
             .started
-            .is_some_and(|s| s.elapsed() >= flush_interval);
+            .is_some_and(|s| flush.wait(s, drained).is_zero());
         if due && !hand_over(&mut current) {
             return Ok(());
         }
@@ -509,6 +549,26 @@ fn assemble(
     }
     hand_over(&mut current);
     Ok(())
+}
+
+/// How late a chunk reaches the assembler: now − the oldest Kafka timestamp in it.
+fn trace_chunk(chunk: &Chunk) {
+    let oldest = chunk
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Decoded(d) => d.kafka().timestamp_ms,
+            Item::Undecodable(u) => u.kafka.timestamp_ms,
+        })
+        .min();
+    let lag_ms = oldest.map(|ts| chrono::Utc::now().timestamp_millis() - ts);
+    tracing::debug!(
+        seq = chunk.seq,
+        messages = chunk.items.len(),
+        drained = chunk.drained,
+        lag_ms,
+        "chunk read"
+    );
 }
 
 fn undecodable(bad: &Undecodable) -> anyhow::Error {
@@ -876,31 +936,10 @@ fn apply_job(
     let applied = match super::apply_compacted(db, targets, compacted) {
         Ok(applied) => applied,
         Err(e) if isolate && !crate::clients::is_transient(&e) => {
-            let mut applied = crate::clients::warehouse::Applied::default();
+            let mut applied = Applied::default();
             for plan in &compacted.tables {
                 let target = targets.target(&plan.table)?;
-                let write = crate::clients::warehouse::TableWrite {
-                    target: &target,
-                    plan,
-                };
-                match db.apply(&[write]) {
-                    Ok(one) => {
-                        applied.created.extend(one.created);
-                        applied.altered.extend(one.altered);
-                        applied.dropped_in_source.extend(one.dropped_in_source);
-                        applied.rows_changed += one.rows_changed;
-                        applied.truncates += one.truncates;
-                        applied.statements += one.statements;
-                        applied.changes_recorded += one.changes_recorded;
-                    }
-                    Err(e) if crate::clients::is_transient(&e) => return Err(e),
-                    Err(e) => rejected.push(Rejected {
-                        positions: positions_of(plan),
-                        table: plan.table.to_string(),
-                        reason: crate::error::one_line(&e),
-                        class: "warehouse_rejected",
-                    }),
-                }
+                isolate_rejected(db, &target, plan, &mut applied, &mut rejected)?;
             }
             if !rejected.iter().any(|r| r.class == "warehouse_rejected") {
                 // Each table alone went through: the batch failed for another reason.
@@ -953,6 +992,66 @@ fn apply_job(
     Ok(rejected)
 }
 
+/// How many times one table of a batch is applied while looking for the rows the warehouse
+/// refuses; what still fails then is dead-lettered in parts.
+const ISOLATION_ATTEMPTS: usize = 256;
+
+/// Applies one table of a batch the warehouse refused, on its own. If the warehouse refuses the
+/// table itself (it does not take even the plan without rows: an incompatible schema change),
+/// the whole plan is rejected; otherwise the failing parts are halved until the rows it refuses
+/// are found (`cdc::batch`, "Isolating rows"), and the other rows land. Each part is applied
+/// (and idempotent) on its own, like a batch.
+fn isolate_rejected(
+    db: &mut dyn Sink,
+    target: &crate::cdc::schema::TableName,
+    plan: &crate::cdc::batch::TablePlan,
+    applied: &mut Applied,
+    rejected: &mut Vec<Rejected>,
+) -> Result<()> {
+    use crate::cdc::batch::TablePlan;
+    use crate::clients::warehouse::TableWrite;
+    let mut apply = |db: &mut dyn Sink, plan: &TablePlan| -> Result<Option<anyhow::Error>> {
+        match db.apply(&[TableWrite { target, plan }]) {
+            Ok(one) => {
+                applied.add(one);
+                Ok(None)
+            }
+            Err(e) if crate::clients::is_transient(&e) => Err(e),
+            Err(e) => Ok(Some(e)),
+        }
+    };
+    let reject = |part: &TablePlan, e: &anyhow::Error| Rejected {
+        positions: positions_of(part),
+        table: part.table.to_string(),
+        reason: crate::error::one_line(e),
+        class: "warehouse_rejected",
+    };
+    let Some(first) = apply(db, plan)? else {
+        return Ok(());
+    };
+    let rows = match plan.split() {
+        Some(halves) if apply(db, &plan.schema_only())?.is_none() => halves,
+        _ => {
+            rejected.push(reject(plan, &first));
+            return Ok(());
+        }
+    };
+    let mut parts = vec![rows.1, rows.0];
+    let mut attempts = 0;
+    while let Some(part) = parts.pop() {
+        attempts += 1;
+        let Some(e) = apply(db, &part)? else {
+            continue;
+        };
+        match part.split().filter(|_| attempts < ISOLATION_ATTEMPTS) {
+            Some((a, b)) => parts.extend([b, a]),
+            None => rejected.push(reject(&part, &e)),
+        }
+    }
+    tracing::debug!(attempts, table = %plan.table, "isolated the rows the warehouse refuses");
+    Ok(())
+}
+
 /// Where the events of a table plan were read.
 fn positions_of(plan: &crate::cdc::batch::TablePlan) -> Vec<(String, i32, i64)> {
     let mut positions: Vec<(String, i32, i64)> = plan
@@ -990,4 +1089,38 @@ fn rejected_messages(rejected: &[Rejected], kafka: &Kafka) -> Result<Vec<Undecod
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_waits_for_more_only_while_there_is_more_to_read() {
+        let flush = Flush {
+            batch_size: 20_000,
+            interval: Duration::from_secs(1),
+            linger: Duration::ZERO,
+        };
+        let started = Instant::now();
+        // Still reading a backlog: up to the flush interval.
+        let wait = flush.wait(started, false);
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
+        // Everything read: at once.
+        assert_eq!(flush.wait(started, true), Duration::ZERO);
+        // With a linger, that long after the batch's first event, never past the interval.
+        let lingering = Flush {
+            linger: Duration::from_millis(300),
+            ..flush
+        };
+        let wait = lingering.wait(started, true);
+        assert!(wait > Duration::from_millis(200) && wait <= Duration::from_millis(300));
+        let long = Flush {
+            linger: Duration::from_secs(5),
+            ..flush
+        };
+        assert!(long.wait(started, true) <= Duration::from_secs(1));
+        let old = started - Duration::from_secs(2);
+        assert_eq!(flush.wait(old, false), Duration::ZERO);
+    }
 }

@@ -669,7 +669,8 @@ impl Reader {
     /// that decode in parallel and put the batches back in order by [`Taken::seq`]. Holds
     /// `order` while taking, so batch numbers follow read order. Waits for the first message;
     /// once there is one, takes only what is already there. Returns `None` when `stop` is set
-    /// before any message was taken.
+    /// before any message was taken, or with `until_caught_up` when every partition is caught
+    /// up and nothing was taken.
     pub fn take_batch<'a>(
         &'a self,
         order: &Mutex<u64>,
@@ -681,6 +682,10 @@ impl Reader {
         let mut next = order.lock().unwrap_or_else(|e| e.into_inner());
         let (mut last, mut drained) = (false, false);
         loop {
+            // Another taker read the last message: nothing will come, do not wait for it.
+            if until_caught_up && messages.is_empty() && self.caught_up() {
+                return Ok(None);
+            }
             if stop.load(Ordering::Relaxed) {
                 if messages.is_empty() {
                     return Ok(None);

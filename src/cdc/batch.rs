@@ -296,22 +296,13 @@ impl TablePlan {
                 .chain(first.deletes.iter().map(|d| &d.key))
                 .map(KeyRepr::of)
                 .collect();
-            for u in &self.history.upserts {
-                let half = if keys.contains(&KeyRepr::of(&u.key)) {
-                    &mut first
-                } else {
-                    &mut second
-                };
-                half.history.upserts.push(u.clone());
-            }
-            for d in &self.history.deletes {
-                let half = if keys.contains(&KeyRepr::of(&d.key)) {
-                    &mut first
-                } else {
-                    &mut second
-                };
-                half.history.deletes.push(d.clone());
-            }
+            let in_first = |key: &Row| keys.contains(&KeyRepr::of(key));
+            let (a, b): (Vec<Upsert>, Vec<Upsert>) =
+                (self.history.upserts.iter().cloned()).partition(|u| in_first(&u.key));
+            (first.history.upserts, second.history.upserts) = (a, b);
+            let (a, b): (Vec<Delete>, Vec<Delete>) =
+                (self.history.deletes.iter().cloned()).partition(|d| in_first(&d.key));
+            (first.history.deletes, second.history.deletes) = (a, b);
         }
         Some((first, second))
     }

@@ -262,6 +262,16 @@ async fn produce_dead_letters(
     }
 }
 
+/// A test context whose users topic holds the fixture, loaded once into DuckDB.
+async fn users_loaded(name: &str) -> (TestContext, String) {
+    let ctx = TestContext::new(name).await;
+    let topic = format!("{}.public.users", ctx.topic_prefix);
+    crate::load::produce_users_fixture(&ctx, &topic, 11, &[]).await;
+    let (code, _, stderr) = load(&ctx, &["--topic", &topic, "--until-caught-up"]);
+    assert_eq!(code, 0, "{stderr}");
+    (ctx, topic)
+}
+
 fn name_of_id_1(ctx: &TestContext) -> String {
     let conn = duckdb::Connection::open(&ctx.duckdb_path).unwrap();
     let names: Vec<String> = conn
@@ -395,11 +405,7 @@ async fn a_fixed_dead_letter_replays_once_and_a_broken_one_stays_counted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_the_warehouse_rejects_is_dead_lettered_and_lands_once_after_the_fix() {
-    let ctx = TestContext::new("dlq_rejected").await;
-    let topic = format!("{}.public.users", ctx.topic_prefix);
-    crate::load::produce_users_fixture(&ctx, &topic, 11, &[]).await;
-    let (code, _, stderr) = load(&ctx, &["--topic", &topic, "--until-caught-up"]);
-    assert_eq!(code, 0, "{stderr}");
+    let (ctx, topic) = users_loaded("dlq_rejected").await;
 
     // The source changed `name` to an integer: DuckDB's VARCHAR column cannot take it as is.
     let (key, value) = fixture()[8].clone();
@@ -473,11 +479,7 @@ async fn a_change_the_warehouse_rejects_is_dead_lettered_and_lands_once_after_th
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_the_warehouse_refuses_are_isolated_and_the_rest_of_their_table_lands() {
-    let ctx = TestContext::new("dlq_rows").await;
-    let topic = format!("{}.public.users", ctx.topic_prefix);
-    crate::load::produce_users_fixture(&ctx, &topic, 11, &[]).await;
-    let (code, _, stderr) = load(&ctx, &["--topic", &topic, "--until-caught-up"]);
-    assert_eq!(code, 0, "{stderr}");
+    let (ctx, topic) = users_loaded("dlq_rows").await;
 
     // The warehouse gets a constraint the source does not have: `name` NOT NULL.
     {

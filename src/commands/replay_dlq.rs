@@ -25,6 +25,7 @@ use crate::cdc::event::{Decoded, Decoder, MessageRef};
 use crate::cdc::schema::TableOptions;
 use crate::cli::{DlqAction, ReplayDlqArgs};
 use crate::clients::kafka::{Kafka, OutMessage, Polled, StartAt};
+use crate::commands::load::isolate::{self, Refused};
 use crate::commands::load::{SinkChoice, Targets, apply_compacted, open_sink};
 use crate::config::{Config, parse_duration};
 use crate::error::{CliError, Outcome};
@@ -499,7 +500,18 @@ fn replay(
     runtime: &tokio::runtime::Handle,
 ) -> Result<Outcome> {
     let selected: Vec<&Record> = records.iter().filter(|r| filter.accepts(r)).collect();
-    let (ok, failing): (Vec<&Record>, Vec<&Record>) = selected.iter().partition(|r| r.now.is_ok());
+    let ok: Vec<&Record> = selected.iter().copied().filter(|r| r.now.is_ok()).collect();
+    // What fails again, with its class and message: those that do not decode, then those the
+    // warehouse refuses.
+    let mut failing: Vec<(&Record, String, String)> = selected
+        .iter()
+        .filter_map(|r| {
+            r.now
+                .as_ref()
+                .err()
+                .map(|(c, m)| (*r, c.clone(), m.clone()))
+        })
+        .collect();
     let mut report = Replayed {
         topic: plan.topic.clone(),
         replayed: ok.len(),
@@ -580,23 +592,25 @@ fn replay(
             producer.send_all(topic, &messages, timeout)?;
         }
     } else if !ok.is_empty() {
-        report.rows_changed = apply(&ok, &mut plan.targets, plan.table_options, config, runtime)?;
+        let (rows, refused) = apply(&ok, &mut plan.targets, plan.table_options, config, runtime)?;
+        report.rows_changed = rows;
+        refused_again(&ok, &refused, &mut failing);
+        report.replayed = selected.len() - failing.len();
+        report.failed_again = failing.len();
     }
     bar.inc(ok.len() as u64);
     // Still failing: back in the dead-letter topic, one more attempt.
     let again: Vec<dlq::Headers> = failing
         .iter()
-        .map(|r| match (&r.letter, &r.now) {
-            (Some(letter), Err((class, message))) => {
-                letter.failed_again(class, message).headers(&r.raw.headers)
-            }
-            _ => r.raw.headers.clone(),
+        .map(|(r, class, message)| match &r.letter {
+            Some(letter) => letter.failed_again(class, message).headers(&r.raw.headers),
+            None => r.raw.headers.clone(),
         })
         .collect();
     let messages: Vec<OutMessage<'_>> = failing
         .iter()
         .zip(&again)
-        .map(|(r, headers)| OutMessage {
+        .map(|((r, _, _), headers)| OutMessage {
             key: r.raw.key.as_deref(),
             value: r.raw.value.as_deref(),
             headers,
@@ -626,14 +640,38 @@ fn replay(
     Ok(Outcome::Ok)
 }
 
-/// Applies decoded dead letters to the warehouse like `load` (same target naming).
+/// Adds to `failing` the replayed records whose events the warehouse refused.
+fn refused_again<'a>(
+    replayed: &[&'a Record],
+    refused: &[Refused],
+    failing: &mut Vec<(&'a Record, String, String)>,
+) {
+    let reasons: BTreeMap<(&str, i32, i64), &str> = refused
+        .iter()
+        .flat_map(|r| {
+            r.positions
+                .iter()
+                .map(|(t, p, o)| ((t.as_str(), *p, *o), r.reason.as_str()))
+        })
+        .collect();
+    for r in replayed {
+        let Some(letter) = &r.letter else { continue };
+        if let Some(reason) = reasons.get(&(letter.topic.as_str(), letter.partition, letter.offset))
+        {
+            failing.push((r, "warehouse_rejected".into(), (*reason).to_string()));
+        }
+    }
+}
+
+/// Applies decoded dead letters to the warehouse like `load` (same target naming). What the
+/// warehouse refuses is isolated (`load::isolate`) and returned; the rest lands.
 fn apply(
     records: &[&Record],
     targets: &mut Targets,
     opts: TableOptions,
     config: &Config,
     runtime: &tokio::runtime::Handle,
-) -> Result<u64> {
+) -> Result<(u64, Vec<Refused>)> {
     let choice = match config.load.sink.as_str() {
         "snowflake" => SinkChoice::Snowflake,
         _ => SinkChoice::DuckDb {
@@ -652,8 +690,18 @@ fn apply(
             batch.push(decoded.clone());
         }
     }
-    let applied = apply_compacted(sink.as_mut(), targets, &batch.finish())?;
-    Ok(applied.rows_changed)
+    let compacted = batch.finish();
+    match apply_compacted(sink.as_mut(), targets, &compacted) {
+        Ok(applied) => Ok((applied.rows_changed, Vec::new())),
+        Err(e) if !crate::clients::is_transient(&e) => {
+            let (applied, refused) = isolate::apply_tables(sink.as_mut(), targets, &compacted)?;
+            if refused.is_empty() {
+                return Err(e);
+            }
+            Ok((applied.rows_changed, refused))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Commits the replay group per partition up to the first record not selected (module doc).

@@ -33,6 +33,7 @@ use crate::config::{Config, parse_duration};
 use crate::error::{CliError, Outcome};
 use crate::output::Output;
 
+pub(crate) mod isolate;
 mod metrics;
 mod pipeline;
 

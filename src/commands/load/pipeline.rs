@@ -28,7 +28,7 @@ use crate::cdc::dlq::{self, DeadLetter};
 use crate::cdc::event::{Decoded, Decoder, KafkaPosition, MessageRef, Op};
 use crate::cdc::topics::table_of_topic;
 use crate::clients::kafka::{Kafka, OutMessage, Producer, Reader, StartAt};
-use crate::clients::warehouse::{Applied, Sink};
+use crate::clients::warehouse::Sink;
 use crate::config::Config;
 use crate::error::{CliError, Outcome};
 use crate::output::{Output, progress_style};
@@ -936,15 +936,17 @@ fn apply_job(
     let applied = match super::apply_compacted(db, targets, compacted) {
         Ok(applied) => applied,
         Err(e) if isolate && !crate::clients::is_transient(&e) => {
-            let mut applied = Applied::default();
-            for plan in &compacted.tables {
-                let target = targets.target(&plan.table)?;
-                isolate_rejected(db, &target, plan, &mut applied, &mut rejected)?;
-            }
-            if !rejected.iter().any(|r| r.class == "warehouse_rejected") {
+            let (applied, refused) = super::isolate::apply_tables(db, targets, compacted)?;
+            if refused.is_empty() {
                 // Each table alone went through: the batch failed for another reason.
                 return Err(e);
             }
+            rejected.extend(refused.into_iter().map(|r| Rejected {
+                positions: r.positions,
+                table: r.table,
+                reason: r.reason,
+                class: "warehouse_rejected",
+            }));
             applied
         }
         Err(e) => return Err(e),
@@ -990,82 +992,6 @@ fn apply_job(
         ));
     }
     Ok(rejected)
-}
-
-/// How many times one table of a batch is applied while looking for the rows the warehouse
-/// refuses; what still fails then is dead-lettered in parts.
-const ISOLATION_ATTEMPTS: usize = 256;
-
-/// Applies one table of a batch the warehouse refused, on its own. If the warehouse refuses the
-/// table itself (it does not take even the plan without rows: an incompatible schema change),
-/// the whole plan is rejected; otherwise the failing parts are halved until the rows it refuses
-/// are found (`cdc::batch`, "Isolating rows"), and the other rows land. Each part is applied
-/// (and idempotent) on its own, like a batch.
-fn isolate_rejected(
-    db: &mut dyn Sink,
-    target: &crate::cdc::schema::TableName,
-    plan: &crate::cdc::batch::TablePlan,
-    applied: &mut Applied,
-    rejected: &mut Vec<Rejected>,
-) -> Result<()> {
-    use crate::cdc::batch::TablePlan;
-    use crate::clients::warehouse::TableWrite;
-    let mut apply = |db: &mut dyn Sink, plan: &TablePlan| -> Result<Option<anyhow::Error>> {
-        match db.apply(&[TableWrite { target, plan }]) {
-            Ok(one) => {
-                applied.add(one);
-                Ok(None)
-            }
-            Err(e) if crate::clients::is_transient(&e) => Err(e),
-            Err(e) => Ok(Some(e)),
-        }
-    };
-    let reject = |part: &TablePlan, e: &anyhow::Error| Rejected {
-        positions: positions_of(part),
-        table: part.table.to_string(),
-        reason: crate::error::one_line(e),
-        class: "warehouse_rejected",
-    };
-    let Some(first) = apply(db, plan)? else {
-        return Ok(());
-    };
-    let rows = match plan.split() {
-        Some(halves) if apply(db, &plan.schema_only())?.is_none() => halves,
-        _ => {
-            rejected.push(reject(plan, &first));
-            return Ok(());
-        }
-    };
-    let mut parts = vec![rows.1, rows.0];
-    let mut attempts = 0;
-    while let Some(part) = parts.pop() {
-        attempts += 1;
-        let Some(e) = apply(db, &part)? else {
-            continue;
-        };
-        match part.split().filter(|_| attempts < ISOLATION_ATTEMPTS) {
-            Some((a, b)) => parts.extend([b, a]),
-            None => rejected.push(reject(&part, &e)),
-        }
-    }
-    tracing::debug!(attempts, table = %plan.table, "isolated the rows the warehouse refuses");
-    Ok(())
-}
-
-/// Where the events of a table plan were read.
-fn positions_of(plan: &crate::cdc::batch::TablePlan) -> Vec<(String, i32, i64)> {
-    let mut positions: Vec<(String, i32, i64)> = plan
-        .upserts
-        .iter()
-        .map(|u| &u.kafka)
-        .chain(plan.deletes.iter().map(|d| &d.kafka))
-        .chain(plan.keyless.iter().map(|e| &e.kafka))
-        .chain(plan.truncate.iter().map(|t| &t.kafka))
-        .map(|k| (k.topic.to_string(), k.partition, k.offset))
-        .collect();
-    positions.sort();
-    positions.dedup();
-    positions
 }
 
 /// The messages of rejected tables, read again, as dead letters.

@@ -110,9 +110,16 @@ impl Kafka {
     /// properties, which win.
     fn client_config_with(&self, defaults: &[(&str, String)]) -> ClientConfig {
         let mut config = ClientConfig::new();
+        // With `-vv`, librdkafka's own debug lines (e.g. `kafka.properties` `debug = "fetch"`)
+        // reach the log too.
+        let level = if tracing::enabled!(tracing::Level::DEBUG) {
+            RDKafkaLogLevel::Debug
+        } else {
+            RDKafkaLogLevel::Warning
+        };
         config
             .set("bootstrap.servers", &self.brokers)
-            .set_log_level(RDKafkaLogLevel::Warning);
+            .set_log_level(level);
         for (key, value) in defaults {
             config.set(*key, value);
         }

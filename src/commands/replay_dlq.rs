@@ -26,7 +26,7 @@ use crate::cdc::schema::TableOptions;
 use crate::cli::{DlqAction, ReplayDlqArgs};
 use crate::clients::kafka::{Kafka, OutMessage, Polled, StartAt};
 use crate::commands::load::isolate::{self, Refused};
-use crate::commands::load::{SinkChoice, Targets, apply_compacted, open_sink};
+use crate::commands::load::{SinkChoice, Targets, open_sink};
 use crate::config::{Config, parse_duration};
 use crate::error::{CliError, Outcome};
 use crate::output::Output;
@@ -646,19 +646,20 @@ fn refused_again<'a>(
     refused: &[Refused],
     failing: &mut Vec<(&'a Record, String, String)>,
 ) {
-    let reasons: BTreeMap<(&str, i32, i64), &str> = refused
+    let reasons: BTreeMap<(&str, i32, i64), (&str, &str)> = refused
         .iter()
         .flat_map(|r| {
             r.positions
                 .iter()
-                .map(|(t, p, o)| ((t.as_str(), *p, *o), r.reason.as_str()))
+                .map(|(t, p, o)| ((t.as_str(), *p, *o), (r.class, r.reason.as_str())))
         })
         .collect();
     for r in replayed {
         let Some(letter) = &r.letter else { continue };
-        if let Some(reason) = reasons.get(&(letter.topic.as_str(), letter.partition, letter.offset))
+        if let Some((class, reason)) =
+            reasons.get(&(letter.topic.as_str(), letter.partition, letter.offset))
         {
-            failing.push((r, "warehouse_rejected".into(), (*reason).to_string()));
+            failing.push((r, class.to_string(), (*reason).to_string()));
         }
     }
 }
@@ -690,18 +691,8 @@ fn apply(
             batch.push(decoded.clone());
         }
     }
-    let compacted = batch.finish();
-    match apply_compacted(sink.as_mut(), targets, &compacted) {
-        Ok(applied) => Ok((applied.rows_changed, Vec::new())),
-        Err(e) if !crate::clients::is_transient(&e) => {
-            let (applied, refused) = isolate::apply_tables(sink.as_mut(), targets, &compacted)?;
-            if refused.is_empty() {
-                return Err(e);
-            }
-            Ok((applied.rows_changed, refused))
-        }
-        Err(e) => Err(e),
-    }
+    let (applied, refused) = isolate::apply(sink.as_mut(), targets, &batch.finish())?;
+    Ok((applied.rows_changed, refused))
 }
 
 /// Commits the replay group per partition up to the first record not selected (module doc).

@@ -8,7 +8,7 @@
 
 use anyhow::Result;
 
-use super::Targets;
+use super::{Targets, apply_compacted};
 use crate::cdc::batch::{Compacted, TablePlan};
 use crate::cdc::schema::TableName;
 use crate::clients::warehouse::{Applied, Sink, TableWrite};
@@ -17,21 +17,42 @@ use crate::clients::warehouse::{Applied, Sink, TableWrite};
 /// refuses; what still fails then is refused in parts.
 const ATTEMPTS: usize = 256;
 
-/// Events of a batch the warehouse refused, and why.
+/// Events of a batch that did not land, and why.
 pub(crate) struct Refused {
     /// Where they were read (topic, partition, offset): the final event of each key, events
     /// without key, the truncate.
     pub positions: Vec<(String, i32, i64)>,
     /// The source table.
     pub table: String,
-    /// The warehouse's error, on one line.
+    /// Why, on one line.
     pub reason: String,
+    /// The dead-letter class: `warehouse_rejected` (here), or `missing_key` (`load`).
+    pub class: &'static str,
 }
 
-/// Applies each table of a batch the warehouse refused on its own, isolating what it refuses.
-/// Returns what landed and what was refused; a transient error (the warehouse went away) is an
-/// error.
-pub(crate) fn apply_tables(
+/// Applies a batch in one [`Sink::apply`]; if the warehouse refuses it (not a transient error),
+/// applies each table on its own, isolating what it refuses. Returns what landed and what was
+/// refused. A transient error (the warehouse went away) is an error, and so is a batch that
+/// fails while each of its tables alone goes through.
+pub(crate) fn apply(
+    db: &mut dyn Sink,
+    targets: &mut Targets,
+    compacted: &Compacted,
+) -> Result<(Applied, Vec<Refused>)> {
+    match apply_compacted(db, targets, compacted) {
+        Ok(applied) => Ok((applied, Vec::new())),
+        Err(e) if !crate::clients::is_transient(&e) => {
+            let (applied, refused) = apply_tables(db, targets, compacted)?;
+            if refused.is_empty() {
+                return Err(e);
+            }
+            Ok((applied, refused))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn apply_tables(
     db: &mut dyn Sink,
     targets: &mut Targets,
     compacted: &Compacted,
@@ -65,6 +86,7 @@ fn apply_table(
         positions: positions_of(part),
         table: part.table.to_string(),
         reason: crate::error::one_line(e),
+        class: "warehouse_rejected",
     };
     let Some(first) = apply(db, plan)? else {
         return Ok(());
@@ -93,7 +115,7 @@ fn apply_table(
 }
 
 /// Where the events of a table plan were read.
-pub(crate) fn positions_of(plan: &TablePlan) -> Vec<(String, i32, i64)> {
+fn positions_of(plan: &TablePlan) -> Vec<(String, i32, i64)> {
     let mut positions: Vec<(String, i32, i64)> = plan
         .upserts
         .iter()

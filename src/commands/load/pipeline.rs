@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
 
+use super::isolate::Refused;
 use super::metrics::{self, Committed, Metrics, Shared};
 use super::{Plan, Summary, TargetRows, Targets};
 use crate::cdc::batch::{Batch, Compacted, TableId};
@@ -849,17 +850,6 @@ fn apply_with_retries(
     }
 }
 
-/// Events of a batch that did not land, with why: a table the warehouse rejected, or messages
-/// without a key in a table whose other messages have one.
-struct Rejected {
-    /// Where its events were read: the final event of each key, keyless events, the truncate.
-    positions: Vec<(String, i32, i64)>,
-    table: String,
-    reason: String,
-    /// The dead-letter class: `warehouse_rejected` or `missing_key`.
-    class: &'static str,
-}
-
 /// Keyless events of a keyed table — one with keyed events in the batch, or whose target exists
 /// (a table without key is never created) — have lost their key (Debezium keys every message of
 /// a table with a primary key), so they cannot be merged and would make the warehouse reject the
@@ -868,7 +858,7 @@ struct Rejected {
 fn split_missing_keys(
     compacted: &Compacted,
     target_exists: &mut dyn FnMut(&TableId) -> bool,
-) -> Option<(Compacted, Vec<Rejected>)> {
+) -> Option<(Compacted, Vec<Refused>)> {
     let keyed: Vec<bool> = compacted
         .tables
         .iter()
@@ -889,7 +879,7 @@ fn split_missing_keys(
             .map(|e| (e.kafka.topic.to_string(), e.kafka.partition, e.kafka.offset))
             .collect();
         positions.sort();
-        rejected.push(Rejected {
+        rejected.push(Refused {
             positions,
             table: plan.table.to_string(),
             reason: format!(
@@ -915,7 +905,7 @@ fn apply_job(
     out: &Output,
     reported_dropped: &mut std::collections::HashSet<(String, String)>,
     isolate: bool,
-) -> Result<Vec<Rejected>> {
+) -> Result<Vec<Refused>> {
     let waited = job.handed_over.elapsed();
     let split = if isolate {
         split_missing_keys(&job.compacted, &mut |table| {
@@ -933,23 +923,12 @@ fn apply_job(
         None => (std::borrow::Cow::Borrowed(&job.compacted), Vec::new()),
     };
     let compacted = compacted.as_ref();
-    let applied = match super::apply_compacted(db, targets, compacted) {
-        Ok(applied) => applied,
-        Err(e) if isolate && !crate::clients::is_transient(&e) => {
-            let (applied, refused) = super::isolate::apply_tables(db, targets, compacted)?;
-            if refused.is_empty() {
-                // Each table alone went through: the batch failed for another reason.
-                return Err(e);
-            }
-            rejected.extend(refused.into_iter().map(|r| Rejected {
-                positions: r.positions,
-                table: r.table,
-                reason: r.reason,
-                class: "warehouse_rejected",
-            }));
-            applied
-        }
-        Err(e) => return Err(e),
+    let applied = if isolate {
+        let (applied, refused) = super::isolate::apply(db, targets, compacted)?;
+        rejected.extend(refused);
+        applied
+    } else {
+        super::apply_compacted(db, targets, compacted)?
     };
     let committed_at_ms = chrono::Utc::now().timestamp_millis();
     tracing::debug!(
@@ -995,7 +974,7 @@ fn apply_job(
 }
 
 /// The messages of rejected tables, read again, as dead letters.
-fn rejected_messages(rejected: &[Rejected], kafka: &Kafka) -> Result<Vec<Undecodable>> {
+fn rejected_messages(rejected: &[Refused], kafka: &Kafka) -> Result<Vec<Undecodable>> {
     let mut out = Vec::new();
     for r in rejected {
         for m in kafka.fetch(&r.positions)? {

@@ -3,7 +3,8 @@
 //! fair broker: Fetch honours `max_bytes`/`partition_max_bytes` (a backlog far
 //! larger than librdkafka's default `receive.message.max.bytes` is consumable
 //! with default client settings) and `max_wait_ms` (an idle consumer does not
-//! make the broker spin). Stock 0.2.3 fails both tests.
+//! make the broker spin). Stock 0.2.3 fails both tests. The patch also lets the stack space out
+//! the broker's log saves (`NOIDA_AUTOSAVE_SECS`), tested last.
 //!
 //! Each test starts its own private broker on a free port with a throwaway
 //! data dir, so the shared dev stack is never touched. Needs `kcat` on PATH
@@ -73,6 +74,11 @@ struct Broker {
 
 impl Broker {
     fn start() -> Broker {
+        Broker::start_with(&[])
+    }
+
+    /// Starts a broker with `env` added to its environment.
+    fn start_with(env: &[(&str, &str)]) -> Broker {
         let bin = broker_bin();
         if !bin.is_file() {
             panic!(
@@ -96,6 +102,7 @@ impl Broker {
                 "--data-dir",
             ])
             .arg(&data)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
@@ -416,4 +423,52 @@ fn idle_consumer_does_not_spin() {
         "idle consumer did not receive a new record"
     );
     drop(consumer);
+}
+
+/// The broker's log snapshot in its data dir.
+fn snapshot_of(broker: &Broker) -> PathBuf {
+    broker.dir.path().join("data").join("kafka.json")
+}
+
+/// Produces one message to `topic`.
+fn produce_one(broker: &Broker, topic: &str) {
+    let mut child = kcat(&["-b", &broker.addr, "-P", "-t", topic])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kcat -P");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one message\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "kcat -P failed");
+}
+
+#[test]
+fn the_log_is_saved_every_noida_autosave_secs_and_always_at_a_stop() {
+    // Stock behaviour (no variable): saved about a second after a change.
+    let broker = Broker::start();
+    produce_one(&broker, "saved-soon");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !snapshot_of(&broker).exists() {
+        assert!(Instant::now() < deadline, "no save within 10 s");
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    // 0: never while running (what the benchmarks' throwaway brokers use)...
+    let mut broker = Broker::start_with(&[("NOIDA_AUTOSAVE_SECS", "0")]);
+    produce_one(&broker, "saved-at-stop");
+    thread::sleep(Duration::from_secs(3));
+    assert!(!snapshot_of(&broker).exists(), "saved while running");
+    // ...but a stop (SIGTERM, by PID) saves.
+    // SAFETY: kill(2) on the PID of a child this test started.
+    unsafe { libc::kill(broker.pid() as i32, libc::SIGTERM) };
+    let status = wait_or_kill(&mut broker.proc, Duration::from_secs(30), "broker stop");
+    assert!(status.success(), "{status}:\n{}", broker.output());
+    let saved = std::fs::read_to_string(snapshot_of(&broker)).expect("saved at the stop");
+    assert!(
+        saved.contains("saved-at-stop"),
+        "the topic is in the snapshot"
+    );
 }

@@ -749,13 +749,7 @@ async fn a_broker_restart_during_a_run_loses_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let events = || -> u64 {
-        std::fs::read_to_string(&metrics_path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|m| m["events"].as_u64())
-            .unwrap_or(0)
-    };
+    let events = || metrics_counts(&metrics_path).0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while events() < 5 {
         assert!(Instant::now() < deadline, "the first batch never landed");
@@ -792,4 +786,79 @@ async fn a_broker_restart_during_a_run_loses_nothing() {
         vec![1],
         "the end state of the stream, nothing lost"
     );
+}
+
+/// `events` and `batches` of a loader's metrics file (0 before it is written).
+fn metrics_counts(path: &std::path::Path) -> (u64, u64) {
+    let m = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .unwrap_or_default();
+    (
+        m["events"].as_u64().unwrap_or(0),
+        m["batches"].as_u64().unwrap_or(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_following_loader_applies_what_it_read_without_waiting_for_the_flush_interval() {
+    let ctx = TestContext::new("load_linger").await;
+    let topic = format!("{}.public.users", ctx.topic_prefix);
+    let events_in_fixture = users_fixture(11).len() as u64;
+    let follow = |name: &str, linger: &str| {
+        let metrics = ctx.dir.path().join(format!("{name}.json"));
+        let loader = ctx
+            .command()
+            .args(["load", "--topic", &topic, "--group", name])
+            .args(["--flush-interval", "60s", "--linger", linger])
+            .arg("--duckdb")
+            .arg(ctx.dir.path().join(format!("{name}.duckdb")))
+            .arg("--metrics-file")
+            .arg(&metrics)
+            .args(["--metrics-interval", "100ms"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        (loader, metrics)
+    };
+    let stop = |mut loader: Child| {
+        // SAFETY: kill(2) on the PID of a child this test started.
+        unsafe { libc::kill(loader.id() as i32, libc::SIGTERM) };
+        let status = loader.wait().unwrap();
+        assert_eq!(status.code(), Some(EXIT_OK as i32));
+    };
+    produce_users_fixture(&ctx, &topic, 11, &[]).await;
+
+    // Default `--linger 0s`: the batch is applied as soon as the topic has been read to its end,
+    // long before the 60 s flush interval.
+    let (loader, metrics) = follow("eager", "0s");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metrics_counts(&metrics).0 < events_in_fixture {
+        assert!(
+            Instant::now() < deadline,
+            "not applied within 20 s: {:?}",
+            metrics_counts(&metrics)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // More changes while it follows: applied as they come too.
+    let (key, value) = users_fixture(11)[8].clone();
+    let value = value.unwrap();
+    produce_users_fixture(&ctx, &topic, 0, &[(key.as_str(), value.as_str())]).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metrics_counts(&metrics).0 < events_in_fixture + 1 {
+        assert!(Instant::now() < deadline, "{:?}", metrics_counts(&metrics));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metrics_counts(&metrics).1 >= 2, "one batch per arrival");
+    stop(loader);
+
+    // `--linger 30s`: the same messages wait (up to the flush interval) for more.
+    let (loader, metrics) = follow("lingering", "30s");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(metrics_counts(&metrics), (0, 0), "nothing applied yet");
+    // A stop flushes what was read.
+    stop(loader);
+    assert_eq!(metrics_counts(&metrics).0, events_in_fixture + 1);
 }

@@ -332,3 +332,39 @@ async fn usage_errors_and_an_unreachable_broker() {
     assert_eq!(out.status.code(), Some(EXIT_UNREACHABLE as i32), "{stderr}");
     assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_vv_librdkafka_debug_lines_reach_the_log() {
+    let ctx = TestContext::new("tail_debug").await;
+    let topic = format!("{}.public.users", ctx.topic_prefix);
+    produce(
+        &ctx,
+        &topic,
+        &fixture_messages("schemas-true/cdc.public.users.jsonl"),
+    )
+    .await;
+    let run = |verbose: &[&str]| {
+        let out = ctx
+            .cdcctl()
+            .env("CDCCTL_KAFKA_PROPERTIES", "debug=fetch")
+            .args(verbose)
+            .args([
+                "tail",
+                "--topic",
+                &topic,
+                "--from",
+                "beginning",
+                "-e",
+                "-o",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(EXIT_OK as i32));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let debug = run(&["-vv"]);
+    assert!(debug.contains("fac=\"FETCH\""), "{debug}");
+    let quiet = run(&[]);
+    assert!(!quiet.contains("librdkafka"), "{quiet}");
+}

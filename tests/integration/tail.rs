@@ -206,6 +206,16 @@ async fn changes_arrive_decoded_with_exact_values() {
     // `--from end` without follow has nothing to read.
     let (code, stdout, _) = tail(&ctx, &["all_types", "-e", "--from", "end"]);
     assert_eq!((code, stdout.as_str()), (EXIT_OK, ""));
+    // Without filters the JSON lines (the values checked above) are written straight from the
+    // message bytes, all but the first of each schema; a filter makes tail decode every
+    // message. Both give the same bytes.
+    let direct = tail_ok(&ctx, &["all_types", "-e", "-o", "json"]);
+    let decoded = tail_ok(
+        &ctx,
+        &["all_types", "-e", "-o", "json", "--op", "c,r,u,d,t,m"],
+    );
+    assert_eq!(direct.lines().count(), 4, "{direct}");
+    assert_eq!(direct, decoded);
 }
 
 /// A message's key and value bytes (`None`: null).

@@ -172,6 +172,8 @@ pub struct ConnectSchema {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Column {
     name: Arc<str>,
+    /// The name as a JSON string, quotes included (as serde_json writes it).
+    json_name: Box<str>,
     schema: ConnectSchema,
 }
 
@@ -315,6 +317,7 @@ impl ConnectSchema {
                     let schema = Self::parse(field, &format!("{path}.{fname}"), depth + 1)?;
                     fields.push(Column {
                         name: Arc::from(fname),
+                        json_name: Json::from(fname).to_string().into(),
                         schema,
                     });
                 }
@@ -425,6 +428,11 @@ impl Column {
     /// The field (column) name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name as a JSON string, quotes included (as serde_json writes it).
+    pub(crate) fn json_name(&self) -> &str {
+        &self.json_name
     }
 
     /// The shared name, as used by [`super::Row`].

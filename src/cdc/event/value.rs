@@ -280,8 +280,14 @@ fn write_frac(out: &mut impl fmt::Write, nanos: u32, frac: Frac) -> fmt::Result 
         return Ok(());
     }
     match frac {
-        Frac::Fixed if nanos.is_multiple_of(1_000) => write!(out, ".{:06}", nanos / 1_000),
-        Frac::Fixed => write!(out, ".{nanos:09}"),
+        Frac::Fixed if nanos.is_multiple_of(1_000) => {
+            out.write_char('.')?;
+            write_digits(out, nanos / 1_000, 6)
+        }
+        Frac::Fixed => {
+            out.write_char('.')?;
+            write_digits(out, nanos, 9)
+        }
         Frac::Trim => {
             let mut digits = format!("{nanos:09}");
             while digits.ends_with('0') {
@@ -302,8 +308,23 @@ fn write_time(out: &mut impl fmt::Write, t: NaiveTime, frac: Frac) -> fmt::Resul
         write!(out, "{:02}:{:02}:60", t.hour(), t.minute())?;
         return write_frac(out, nanos - 1_000_000_000, frac);
     }
-    write!(out, "{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())?;
+    write_digits(out, t.hour(), 2)?;
+    out.write_char(':')?;
+    write_digits(out, t.minute(), 2)?;
+    out.write_char(':')?;
+    write_digits(out, t.second(), 2)?;
     write_frac(out, nanos, frac)
+}
+
+/// `value` (below 10^`width`, `width` at most 9) zero-padded to `width` digits: `{:0width$}`
+/// without the formatting machinery (hot in `tail`).
+fn write_digits(out: &mut impl fmt::Write, mut value: u32, width: usize) -> fmt::Result {
+    let mut digits = [b'0'; 9];
+    for d in digits[..width].iter_mut().rev() {
+        *d = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    out.write_str(std::str::from_utf8(&digits[..width]).map_err(|_| fmt::Error)?)
 }
 
 fn write_date(out: &mut impl fmt::Write, d: NaiveDate) -> fmt::Result {

@@ -1,141 +1,18 @@
-//! How `tail` prints an event: `json` (one object per line; the field names are an interface,
-//! documented in the README), `pretty` (one line for people) and `raw` (the value as stored).
+//! How `tail` prints an event: `pretty` (one line for people) and `raw` (the value as stored).
+//! The `json` lines are the event's JSON form, [`crate::cdc::event::json`].
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use crate::cdc::event::{ChangeEvent, MessageRef, Op, Row, Value};
 
 /// Longest value shown in a `pretty` line before it is cut with `…`.
 pub(super) const PRETTY_VALUE_WIDTH: usize = 48;
 
-/// One line of `--format json`. Field names are part of the interface (README, "tail").
-#[derive(Serialize)]
-struct JsonEvent<'a> {
-    op: &'static str,
-    table: String,
-    key: Option<&'a Row>,
-    before: Option<&'a Row>,
-    after: Option<&'a Row>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    unavailable: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<JsonMessage<'a>>,
-    source: JsonSource<'a>,
-    kafka: JsonKafka<'a>,
-}
-
-#[derive(Serialize)]
-struct JsonMessage<'a> {
-    prefix: &'a str,
-    content: &'a Value,
-}
-
-#[derive(Serialize)]
-struct JsonSource<'a> {
-    ts_ms: Option<i64>,
-    lsn: Option<i64>,
-    tx_id: Option<i64>,
-    snapshot: bool,
-    database: Option<&'a str>,
-    schema: Option<&'a str>,
-    table: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct JsonKafka<'a> {
-    topic: &'a str,
-    partition: i32,
-    offset: i64,
-    timestamp_ms: Option<i64>,
-}
-
-pub(super) fn json_line(buf: &mut Vec<u8>, event: &ChangeEvent) {
-    let mut unavailable: Vec<&str> = Vec::new();
-    for row in [&event.after, &event.before].into_iter().flatten() {
-        for column in row.unavailable_columns() {
-            if !unavailable.contains(&column) {
-                unavailable.push(column);
-            }
-        }
-    }
-    let line = JsonEvent {
-        op: event.op.code(),
-        table: qualified_table(event),
-        key: event.key.as_ref(),
-        before: event.before.as_ref(),
-        after: event.after.as_ref(),
-        unavailable,
-        message: event.message.as_ref().map(|m| JsonMessage {
-            prefix: &m.prefix,
-            content: &m.content,
-        }),
-        source: JsonSource {
-            ts_ms: event.source.ts_ms,
-            lsn: event.source.lsn,
-            tx_id: event.source.tx_id,
-            snapshot: event.source.is_snapshot(),
-            database: event.source.database.as_deref(),
-            schema: event.source.schema.as_deref(),
-            table: event.source.table.as_deref(),
-        },
-        kafka: JsonKafka {
-            topic: &event.kafka.topic,
-            partition: event.kafka.partition,
-            offset: event.kafka.offset,
-            timestamp_ms: event.kafka.timestamp_ms,
-        },
-    };
-    write_json(buf, &line);
-}
-
-/// Appends one JSON line. Writing these types to memory cannot fail; if it ever did, the line
-/// is replaced by an error object rather than cut.
-fn write_json(buf: &mut Vec<u8>, value: &impl Serialize) {
-    let start = buf.len();
-    if let Err(e) = serde_json::to_writer(&mut *buf, value) {
-        buf.truncate(start);
-        let error = serde_json::json!({ "error": e.to_string() });
-        buf.extend_from_slice(error.to_string().as_bytes());
-    }
-    buf.push(b'\n');
-}
-
-pub(super) fn json_tombstone(buf: &mut Vec<u8>, raw: &MessageRef<'_>, key: Option<&Row>) {
-    #[derive(Serialize)]
-    struct Tombstone<'a> {
-        op: &'static str,
-        key: Option<&'a Row>,
-        kafka: JsonKafka<'a>,
-    }
-    write_json(
-        buf,
-        &Tombstone {
-            op: "tombstone",
-            key,
-            kafka: JsonKafka {
-                topic: raw.topic,
-                partition: raw.partition,
-                offset: raw.offset,
-                timestamp_ms: raw.timestamp_ms,
-            },
-        },
-    );
-}
-
 pub(super) fn raw_line(buf: &mut Vec<u8>, value: Option<&[u8]>) {
     if let Some(value) = value {
         buf.extend_from_slice(value);
     }
     buf.push(b'\n');
-}
-
-pub(super) fn qualified_table(event: &ChangeEvent) -> String {
-    match (&event.source.schema, &event.source.table) {
-        (Some(schema), Some(table)) => format!("{schema}.{table}"),
-        (None, Some(table)) => table.to_string(),
-        _ => event.kafka.topic.to_string(),
-    }
 }
 
 /// `2026-12-03 22:41:05.123  u  public.users  id=3  email: "a@x" → "b@x"  lag 1.2s`
@@ -151,7 +28,7 @@ pub(super) fn pretty_line(buf: &mut Vec<u8>, event: &ChangeEvent, color: bool, n
         line.push_str(code);
     }
     line.push_str("  ");
-    line.push_str(&qualified_table(event));
+    line.push_str(&event.qualified_table());
     if let Some(key) = &event.key {
         line.push_str("  ");
         line.push_str(&columns_text(key, &[]));

@@ -43,7 +43,16 @@ bench_private_broker() {
   [[ -x $bin ]] || bench_die "$bin is missing (run scripts/stack.sh install)"
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   # A throwaway log: never saved while running (the save copies the log under the broker's lock).
-  NOIDA_AUTOSAVE_SECS=0 "$bin" start --only kafka --kafka-port "$port" --data-dir "$data" >"$log" 2>&1 &
+  #
+  # One malloc arena that keeps what it freed: glibc gives each connection thread of the broker
+  # an arena, and one that inherits a crowded arena (the producer's, which holds the topic) maps
+  # a fresh heap for every ~1 MB Fetch response and unmaps it after, page-faulting on every byte
+  # it sends. That doubles the broker's CPU for one reader's connection, at random, whichever
+  # reader it is (measured: 423,684 faults, the whole 1.6 GB topic, and 0.5 -> 1.1 CPU-s; kcat
+  # was hit on one broker instance, cdcctl on another). `bench_faults` shows it.
+  GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824 \
+    NOIDA_AUTOSAVE_SECS=0 "$bin" start --only kafka --kafka-port "$port" --data-dir "$data" \
+    >"$log" 2>&1 &
   BENCH_BROKER_PID=$!
   BENCH_BROKERS="127.0.0.1:$port"
   local _
@@ -70,6 +79,9 @@ bench_stop_broker() {
 
 # CPU time (user + system, in ticks) the private broker used so far.
 _bench_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$BENCH_BROKER_PID/stat"; }
+
+# Minor page faults of the private broker so far (see bench_private_broker).
+bench_faults() { awk '{ print $10 }' "/proc/$BENCH_BROKER_PID/stat"; }
 
 # The broker persists what it was sent in the background; timing reads meanwhile would measure
 # that (a 1.6 GB topic keeps it busy for a minute or two). Waits (at most 5 minutes) until it is

@@ -8,7 +8,7 @@
 //!    `pretty` line, a `json` object or the `raw` value, until `--count` events are printed, every
 //!    partition is caught up (`--until-end`), or Ctrl-C (`--follow`). Without filters a `json`
 //!    line is written straight from the message bytes when it can be
-//!    ([`Decoder::transcode_json`]: the same line, about 2.4 times as fast).
+//!    ([`Decoder::transcode_json`]: the same line, about twice as fast).
 //!
 //! A message that cannot be decoded is reported on stderr with its coordinates and skipped; the
 //! exit code is then 1. A closed stdout (`cdcctl tail | head`) ends quietly with 0.

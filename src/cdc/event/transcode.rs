@@ -55,7 +55,7 @@ pub(super) fn envelope(
     let mut op = None;
     let mut source = Source::default();
     scan.fields(fields, |scan, key| {
-        let Some(i) = key.index(fields)? else {
+        let Some(i) = key.index()? else {
             return scan.skip(1);
         };
         let schema = fields[i].schema();
@@ -168,26 +168,20 @@ pub(super) fn envelope(
 /// An object key met by [`Scan::fields`].
 #[derive(Clone, Copy)]
 enum Key<'b> {
-    /// The field expected there, recognised by its bytes.
+    /// One of the fields (a name written without escapes).
     At(usize),
-    /// Another key.
+    /// Another name.
     Other(Text<'b>),
 }
 
 impl<'b> Key<'b> {
-    /// The key's place among `fields`, `Some(None)` for an unknown one. `None` (decline) for
-    /// another name with escapes, or one that is not UTF-8 (the decoder would refuse it).
-    fn index(self, fields: &[Column]) -> Option<Option<usize>> {
-        let name = match self {
-            Key::At(i) => return Some(Some(i)),
-            Key::Other(name) => name,
-        };
-        if name.escaped {
-            return None;
-        }
-        match fields.iter().position(|c| c.name().as_bytes() == name.raw) {
-            Some(i) => Some(Some(i)),
-            None => name.is_utf8().then_some(None),
+    /// The key's place among the fields, `Some(None)` for another name. `None` (decline) for a
+    /// name with escapes (it may be a field's after all), or one that is not UTF-8 (the decoder
+    /// would refuse it).
+    fn index(self) -> Option<Option<usize>> {
+        match self {
+            Key::At(i) => Some(Some(i)),
+            Key::Other(name) => (!name.escaped && name.is_utf8()).then_some(None),
         }
     }
 
@@ -225,7 +219,7 @@ fn row(
     let mut next = 0;
     out.push(b'{');
     scan.fields(fields, |scan, key| {
-        let Some(i) = key.index(fields)? else {
+        let Some(i) = key.index()? else {
             return scan.skip(depth + 1);
         };
         // Out of order or repeated: the decoder places it; rare, leave it to the decoder.
@@ -716,15 +710,17 @@ impl<'b> Scan<'b> {
                     self.i += c.json_name().len();
                     Key::At(next)
                 }
-                _ => Key::Other(self.string()?),
+                _ => {
+                    let name = self.string()?;
+                    match fields.iter().position(|c| c.name().as_bytes() == name.raw) {
+                        Some(i) if !name.escaped => Key::At(i),
+                        _ => Key::Other(name),
+                    }
+                }
             };
-            next = match key {
-                Key::At(i) => i + 1,
-                Key::Other(name) => fields
-                    .iter()
-                    .position(|c| c.name().as_bytes() == name.raw)
-                    .map_or(next, |i| i + 1),
-            };
+            if let Key::At(i) = key {
+                next = i + 1;
+            }
             self.eat(b':')?;
             member(self, key)?;
             match self.peek()? {

@@ -88,33 +88,49 @@ impl Broker {
             );
         }
         require_kcat();
-        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
-        let log = std::fs::File::create(dir.path().join("broker.out")).expect("broker log");
-        let port = free_port();
-        let child = Command::new(&bin)
-            .args([
-                "start",
-                "--only",
-                "kafka",
-                "--kafka-port",
-                &port.to_string(),
-                "--data-dir",
-            ])
-            .arg(&data)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut broker = Broker {
-            proc: KillOnDrop(child),
-            addr: format!("127.0.0.1:{port}"),
-            dir,
-        };
-        broker.wait_ready(Duration::from_secs(15));
-        broker
+        // Another process may take the free port before the broker binds it: try another.
+        for attempt in 1.. {
+            let log = std::fs::File::create(dir.path().join("broker.out")).expect("broker log");
+            let port = free_port();
+            let child = Command::new(&bin)
+                .args([
+                    "start",
+                    "--only",
+                    "kafka",
+                    "--kafka-port",
+                    &port.to_string(),
+                    "--data-dir",
+                ])
+                .arg(&data)
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("dup log"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let mut broker = Broker {
+                proc: KillOnDrop(child),
+                addr: format!("127.0.0.1:{port}"),
+                dir,
+            };
+            match broker.wait_ready(Duration::from_secs(15)) {
+                Ok(()) => return broker,
+                Err(out) if out.contains("already in use") && attempt < 5 => {
+                    dir = broker.into_dir()
+                }
+                Err(out) => panic!("broker exited during startup:\n{out}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    /// Stops the broker and keeps its directory (for another start).
+    fn into_dir(self) -> tempfile::TempDir {
+        let Broker { proc, dir, .. } = self;
+        drop(proc);
+        dir
     }
 
     fn pid(&self) -> u32 {
@@ -125,14 +141,12 @@ impl Broker {
         std::fs::read_to_string(self.dir.path().join("broker.out")).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self, timeout: Duration) {
+    /// Waits until the broker answers metadata; `Err(its output)` if it exited first.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.proc.0.try_wait() {
-                panic!(
-                    "broker exited during startup ({status}):\n{}",
-                    self.output()
-                );
+                return Err(format!("({status}) {}", self.output()));
             }
             let listening = TcpStream::connect_timeout(
                 &self.addr.parse().expect("socket address"),
@@ -148,7 +162,7 @@ impl Broker {
                     .map(|s| s.success())
                     .unwrap_or(false);
                 if metadata_ok {
-                    return;
+                    return Ok(());
                 }
             }
             if Instant::now() >= deadline {

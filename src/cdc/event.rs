@@ -777,9 +777,7 @@ impl Decoder {
             }),
         })
     }
-}
 
-impl Decoder {
     /// Appends the message's JSON line ([`json`]) straight from its bytes, when it is a row
     /// change in the converter's usual layout whose schemas this decoder has cached (see
     /// `transcode.rs`). `false`: nothing was appended; [`Decoder::decode`] the message and use

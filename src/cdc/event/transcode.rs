@@ -105,7 +105,7 @@ pub(super) fn envelope(
             out.push(b'"');
         }
         (None, Some(table)) => quoted(out, table),
-        _ => json_str(out, msg.topic),
+        _ => json_str(out, msg.topic)?,
     }
     out.extend_from_slice(br#","key":"#);
     match key {
@@ -151,7 +151,7 @@ pub(super) fn envelope(
         }
     }
     out.extend_from_slice(br#"},"kafka":{"topic":"#);
-    json_str(out, msg.topic);
+    json_str(out, msg.topic)?;
     out.extend_from_slice(br#","partition":"#);
     integer(out, i64::from(msg.partition));
     out.extend_from_slice(br#","offset":"#);
@@ -259,7 +259,9 @@ fn member_name(out: &mut Vec<u8>, index: usize, column: &Column) {
     out.push(b':');
 }
 
-/// Writes one value as serializing its decoded [`Value`] does.
+/// Writes one value as serializing its decoded [`Value`] does. A string without escapes of a
+/// plain text column is copied as sent (that is what serializing it writes), saving the
+/// allocation; every other value is converted by the decoder's seed and serialized.
 fn value(
     scan: &mut Scan<'_>,
     schema: &ConnectSchema,
@@ -268,53 +270,20 @@ fn value(
     depth: usize,
     out: &mut Vec<u8>,
 ) -> Option<()> {
-    let plain = *schema.logical() == LogicalType::None;
-    match (scan.peek()?, schema.connect_type()) {
-        (b'n', _) => {
-            scan.literal(b"null")?;
-            out.extend_from_slice(b"null");
+    if scan.peek()? == b'"'
+        && schema.connect_type() == ConnectType::String
+        && *schema.logical() == LogicalType::None
+    {
+        let at = scan.i;
+        let text = scan.string()?;
+        if !text.escaped {
+            if column && text.str()? == cx.opts.placeholder {
+                return None; // unavailable: listed apart, leave it to the decoder
+            }
+            out.extend_from_slice(&scan.b[at..scan.i]);
             return Some(());
         }
-        (b't' | b'f', ConnectType::Boolean) => {
-            let token = scan.token(depth)?;
-            out.extend_from_slice(token);
-            return Some(());
-        }
-        (b'"', ConnectType::String) if plain => {
-            let at = scan.i;
-            let text = scan.string()?;
-            if !text.escaped {
-                let s = text.str()?;
-                if column && s == cx.opts.placeholder {
-                    return None; // unavailable: listed apart, leave it to the decoder
-                }
-                out.extend_from_slice(&scan.b[at..scan.i]);
-                return Some(());
-            }
-            scan.i = at;
-        }
-        (b'-' | b'0'..=b'9', ConnectType::Int8 | ConnectType::Int16)
-        | (b'-' | b'0'..=b'9', ConnectType::Int32 | ConnectType::Int64)
-            if plain =>
-        {
-            let at = scan.i;
-            let token = scan.number()?;
-            if let Some(v) = plain_integer(token) {
-                let (lo, hi) = match schema.connect_type() {
-                    ConnectType::Int8 => (i64::from(i8::MIN), i64::from(i8::MAX)),
-                    ConnectType::Int16 => (i64::from(i16::MIN), i64::from(i16::MAX)),
-                    ConnectType::Int32 => (i64::from(i32::MIN), i64::from(i32::MAX)),
-                    _ => (i64::MIN, i64::MAX),
-                };
-                if v < lo || v > hi {
-                    return None;
-                }
-                out.extend_from_slice(token);
-                return Some(());
-            }
-            scan.i = at;
-        }
-        _ => {}
+        scan.i = at;
     }
     match convert(scan, schema, column, cx, depth)? {
         Value::Unavailable => None,
@@ -493,14 +462,9 @@ fn quoted(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'"');
 }
 
-/// Writes `text` as a JSON string, as serde_json does.
-fn json_str(out: &mut Vec<u8>, text: &str) {
-    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        // Cannot fail: writing a string to memory.
-        let _ = serde_json::to_writer(&mut *out, text);
-    } else {
-        quoted(out, text.as_bytes());
-    }
+/// Writes `text` as a JSON string.
+fn json_str(out: &mut Vec<u8>, text: &str) -> Option<()> {
+    serde_json::to_writer(&mut *out, text).ok()
 }
 
 fn integer(out: &mut Vec<u8>, v: i64) {
